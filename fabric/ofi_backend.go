@@ -1,0 +1,174 @@
+package fabric
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"github.com/rdmakit/rdmakit/ofi"
+)
+
+// ofiBackend is the libfabric backend: one fabric and domain per Fabric, one endpoint with
+// its own completion queue per connection.
+type ofiBackend struct {
+	addr     Addr
+	opt      options
+	provider string
+	epType   ofi.EPType
+	hints    ofi.Hints
+	info     *ofi.Info // the domain's configuration (source = the fabric's address)
+	fab      *ofi.Fabric
+	dom      *ofi.Domain
+	c        Caps
+}
+
+// providers maps an address's provider to libfabric provider names for RDM and MSG endpoints.
+var providers = map[string][2]string{
+	"tcp":     {"tcp;ofi_rxm", "tcp"},
+	"sockets": {"sockets", "sockets"},
+	"shm":     {"shm", ""},
+	"verbs":   {"verbs;ofi_rxm", "verbs"},
+}
+
+// atomicMap is how each fabric atomic maps onto libfabric.
+var atomicMap = map[AtomicOp]struct {
+	kind ofi.OpKind
+	op   ofi.AtomicOp
+}{
+	FetchAdd:    {ofi.OpFetchAtomic, ofi.OpSum},
+	CompareSwap: {ofi.OpCompareAtomic, ofi.OpCswap},
+	MaskedSwap:  {ofi.OpCompareAtomic, ofi.OpMswap},
+	FetchOr:     {ofi.OpFetchAtomic, ofi.OpBor},
+	FetchAnd:    {ofi.OpFetchAtomic, ofi.OpBand},
+	FetchXor:    {ofi.OpFetchAtomic, ofi.OpBxor},
+	AtomicRead:  {ofi.OpFetchAtomic, ofi.OpAtomicRead},
+	Swap:        {ofi.OpFetchAtomic, ofi.OpAtomicWrite},
+}
+
+func openOFI(a Addr, o options) (backend, error) {
+	names := providers[a.Provider]
+	b := &ofiBackend{addr: a, opt: o, epType: ofi.EPRDM, provider: names[0]}
+	switch a.Options.Get("ep") {
+	case "", "rdm":
+	case "msg":
+		if names[1] == "" {
+			return nil, fmt.Errorf("%w: %s has no MSG endpoints", ErrNotSupported, a.Provider)
+		}
+		b.epType, b.provider = ofi.EPMsg, names[1]
+	default:
+		return nil, fmt.Errorf("%w: ep=%q (rdm or msg)", ErrBadAddress, a.Options.Get("ep"))
+	}
+	if a.Provider == "verbs" && os.Getenv("FI_UNIVERSE_SIZE") == "" {
+		// verbs;ofi_rxm sizes its CQ from the universe size; rxe rejects the default.
+		os.Setenv("FI_UNIVERSE_SIZE", "64")
+	}
+	b.hints = ofi.Hints{
+		Provider:  b.provider,
+		EPType:    b.epType,
+		Caps:      ofi.CapMsg | ofi.CapRMA | ofi.CapAtomic,
+		MRMode:    ofi.MRLocal | ofi.MRVirtAddr | ofi.MRAllocated | ofi.MRProvKey,
+		Threading: ofi.ThreadSafe,
+		TxOpFlags: ofi.DeliveryComplete, // a finished write is visible at the target
+	}
+	infos, err := b.getinfo(a, true)
+	if errors.Is(err, ofi.ErrNoData) { // no atomics here (plain tcp MSG, say): go without
+		b.hints.Caps &^= ofi.CapAtomic
+		infos, err = b.getinfo(a, true)
+	}
+	if err != nil {
+		return nil, ofiError(err)
+	}
+	b.info = infos[0]
+	if b.fab, err = ofi.OpenFabric(b.info); err != nil {
+		return nil, ofiError(err)
+	}
+	if b.dom, err = b.fab.OpenDomain(b.info); err != nil {
+		b.fab.Close()
+		return nil, ofiError(err)
+	}
+	b.c = Caps{Backend: "ofi", Provider: b.info.Provider(), Endpoint: map[ofi.EPType]string{ofi.EPRDM: "rdm",
+		ofi.EPMsg: "msg"}[b.epType], MaxMessage: o.maxMessage, MaxTransfer: b.info.MaxMsgSize()}
+	if b.info.Caps()&ofi.CapAtomic != 0 {
+		for a, m := range atomicMap {
+			if b.dom.QueryAtomic(m.kind, m.op, ofi.Uint64) == nil {
+				b.c.Atomics = b.c.Atomics.With(a)
+			}
+		}
+	}
+	return b, nil
+}
+
+// getinfo asks for the backend's provider at a: as the local address (source) or as a peer.
+func (b *ofiBackend) getinfo(a Addr, source bool) ([]*ofi.Info, error) {
+	node, service := a.Host, a.Port
+	if source && (service == "0" || a.Provider == "shm") {
+		service = ""
+	}
+	if !source && a.Provider == "shm" {
+		service = ""
+	}
+	return ofi.GetInfo(node, service, source, &b.hints)
+}
+
+// endpointInfo is the configuration of a new connection endpoint: the fabric's host with an
+// ephemeral port (a unique name for shm).
+func (b *ofiBackend) endpointInfo() (*ofi.Info, error) {
+	local := b.addr
+	if local.Provider == "shm" {
+		local.Host = anonymousShmName()
+	} else {
+		local.Port = "0"
+	}
+	infos, err := b.getinfo(local, true)
+	if err != nil {
+		return nil, err
+	}
+	return infos[0], nil
+}
+
+func (b *ofiBackend) caps() Caps { return b.c }
+
+func (b *ofiBackend) close() error { return ofiError(b.fab.Close()) }
+
+type ofiMemory struct {
+	buf *ofi.Buffer
+	mr  *ofi.MR
+}
+
+func (b *ofiBackend) alloc(size int, acc Access) (memoryImpl, error) {
+	buf, err := ofi.Alloc(size)
+	if err != nil {
+		return nil, ofiError(err)
+	}
+	access := ofi.AccessLocal
+	if acc&RemoteRead != 0 {
+		access |= ofi.AccessRemoteRead
+	}
+	if acc&RemoteWrite != 0 {
+		access |= ofi.AccessRemoteWrite
+	}
+	if acc&RemoteAtomic != 0 {
+		access |= ofi.AccessRemoteRead | ofi.AccessRemoteWrite
+	}
+	mr, err := b.dom.RegMR(buf.Bytes(), access)
+	if err != nil {
+		buf.Free()
+		return nil, ofiError(err)
+	}
+	return &ofiMemory{buf: buf, mr: mr}, nil
+}
+
+func (m *ofiMemory) bytes() []byte  { return m.buf.Bytes() }
+func (m *ofiMemory) remote() Remote { return m.mr.Region() }
+func (m *ofiMemory) close() error {
+	err := m.mr.Close()
+	return errors.Join(ofiError(err), m.buf.Free())
+}
+
+var shmSeq atomic.Uint64
+
+// anonymousShmName is a shm endpoint name unique on this host.
+func anonymousShmName() string {
+	return fmt.Sprintf("rdmakit-%d-%d", os.Getpid(), shmSeq.Add(1))
+}

@@ -1,0 +1,291 @@
+package fabric
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rdmakit/rdmakit/ofi"
+)
+
+// ofiConn is one connection: an endpoint with its own completion queue, a ring of posted
+// receive buffers and a pool of registered send buffers for messages.
+type ofiConn struct {
+	b      *ofiBackend
+	ep     *ofi.Endpoint
+	cq     *ofi.CQ
+	av     *ofi.AV // RDM
+	eq     *ofi.EQ // MSG
+	peer   ofi.Addr
+	remote string
+
+	rmu      sync.Mutex // receivers take turns, in ring order
+	rbuf     *ofi.Buffer
+	rmr      *ofi.MR
+	rops     []ofi.Op
+	rtickets []ofi.Ticket
+	rhead    int
+
+	sbuf   *ofi.Buffer
+	smr    *ofi.MR
+	sslots chan int
+
+	gone      atomic.Bool // the peer shut the connection down
+	closeOnce sync.Once
+	closeErr  error
+	stopEQ    context.CancelFunc
+}
+
+const sendSlots = 4
+
+// newConn creates the endpoint and queues of a connection and posts its receive ring.
+func (b *ofiBackend) newConn(info *ofi.Info) (c *ofiConn, err error) {
+	c = &ofiConn{b: b, peer: ofi.AddrUnspec}
+	defer func() {
+		if err != nil {
+			c.close()
+			err = ofiError(err)
+		}
+	}()
+	if c.ep, err = b.dom.NewEndpoint(info); err != nil {
+		return nil, err
+	}
+	if c.cq, err = b.dom.OpenCQ(ofi.CQAttr{Size: b.opt.queueDepth + b.opt.recvDepth + sendSlots,
+		Spin: b.opt.spin}); err != nil {
+		return nil, err
+	}
+	if err = c.ep.BindCQ(c.cq, ofi.BindTransmit|ofi.BindRecv); err != nil {
+		return nil, err
+	}
+	if b.epType == ofi.EPRDM {
+		if c.av, err = b.dom.OpenAV(ofi.AVTable, 4); err != nil {
+			return nil, err
+		}
+		err = c.ep.BindAV(c.av)
+	} else {
+		if c.eq, err = b.fab.OpenEQ(16); err != nil {
+			return nil, err
+		}
+		err = c.ep.BindEQ(c.eq)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err = c.ep.Enable(); err != nil {
+		return nil, err
+	}
+	n := b.opt.maxMessage
+	if c.rbuf, err = ofi.Alloc(n * b.opt.recvDepth); err != nil {
+		return nil, err
+	}
+	if c.rmr, err = b.dom.RegMR(c.rbuf.Bytes(), ofi.AccessLocal); err != nil {
+		return nil, err
+	}
+	if c.sbuf, err = ofi.Alloc(n * sendSlots); err != nil {
+		return nil, err
+	}
+	if c.smr, err = b.dom.RegMR(c.sbuf.Bytes(), ofi.AccessLocal); err != nil {
+		return nil, err
+	}
+	c.sslots = make(chan int, sendSlots)
+	for i := range sendSlots {
+		c.sslots <- i
+	}
+	c.rops = make([]ofi.Op, b.opt.recvDepth)
+	c.rtickets = make([]ofi.Ticket, b.opt.recvDepth)
+	for i := range c.rops {
+		if err = c.postRecv(context.Background(), i); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *ofiConn) postRecv(ctx context.Context, i int) error {
+	n := c.b.opt.maxMessage
+	c.rops[i] = ofi.Op{Kind: ofi.OpRecv, Buf: c.rbuf.Bytes()[i*n : (i+1)*n], MR: c.rmr, Peer: ofi.AddrUnspec}
+	t, err := c.ep.Post(ctx, &c.rops[i])
+	c.rtickets[i] = t
+	return err
+}
+
+// name is the endpoint's address for the handshake.
+func (c *ofiConn) name() ([]byte, error) { return c.ep.Name() }
+
+// watchEQ turns a MSG connection's shutdown event into a closed connection.
+func (c *ofiConn) watchEQ() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stopEQ = cancel
+	go func() {
+		for {
+			ev, err := c.eq.Read(ctx)
+			if err != nil {
+				return // closed or stopped
+			}
+			if ev.Kind == ofi.EventShutdown || ev.Err != nil {
+				c.gone.Store(true)
+				c.ep.Close() // flush what is in flight
+				return
+			}
+		}
+	}()
+}
+
+// waitConnected waits for the MSG endpoint's FI_CONNECTED (or a refusal).
+func (c *ofiConn) waitConnected(ctx context.Context) error {
+	for {
+		ev, err := c.eq.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if ev.Err != nil {
+			return ev.Err
+		}
+		switch ev.Kind {
+		case ofi.EventConnected:
+			return nil
+		case ofi.EventShutdown:
+			return fmt.Errorf("%w: peer shut down while connecting", ErrConnReset)
+		}
+	}
+}
+
+func (c *ofiConn) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ofi.ErrCanceled) && !ctxEnded(err) {
+		// The provider canceled the operation itself: rxm does when a protection fault or a
+		// dead peer tears its connection down.
+		return fmt.Errorf("%w: canceled by the provider: %w", ErrConnReset, err)
+	}
+	if c.gone.Load() && !errors.Is(err, ErrConnReset) {
+		return fmt.Errorf("%w: peer shut down: %w", ErrConnReset, ofiError(err))
+	}
+	return ofiError(err)
+}
+
+func (c *ofiConn) do(ctx context.Context, ops []Op) error {
+	var small [1]ofi.Op
+	oops := small[:0]
+	if len(ops) > 1 {
+		oops = make([]ofi.Op, 0, len(ops))
+	}
+	for i := range ops {
+		op := &ops[i]
+		o := ofi.Op{Peer: c.peer, RemoteAddr: op.Remote.Addr + op.RemoteOff, Key: op.Remote.Key}
+		switch op.Kind {
+		case OpRead, OpWrite:
+			o.Kind = ofi.OpRead
+			if op.Kind == OpWrite {
+				o.Kind, o.Flags = ofi.OpWrite, ofi.DeliveryComplete
+			}
+			m := op.Mem.impl.(*ofiMemory)
+			o.Buf, o.MR = m.buf.Bytes()[op.Off:op.Off+op.Len], m.mr
+		case OpAtomic:
+			a := atomicMap[op.Atomic]
+			o.Kind, o.AtomicOp, o.Datatype = a.kind, a.op, ofi.Uint64
+			o.Operand, o.Compare = op.Operand, op.Compare
+		}
+		oops = append(oops, o)
+	}
+	err := c.ep.Do(ctx, oops)
+	for i := range ops {
+		ops[i].Result = oops[i].Result
+		ops[i].Err = c.fail(oops[i].Err)
+	}
+	if ctxEnded(err) {
+		c.close() // operations may still be in flight: only closing takes the buffers back
+		return fmt.Errorf("%w (connection closed)", c.fail(err))
+	}
+	return c.fail(err)
+}
+
+func (c *ofiConn) send(ctx context.Context, msg []byte) error {
+	var slot int
+	select {
+	case slot = <-c.sslots:
+	case <-ctx.Done():
+		return ofiError(ctx.Err())
+	}
+	n := c.b.opt.maxMessage
+	buf := c.sbuf.Bytes()[slot*n : slot*n+len(msg)]
+	copy(buf, msg)
+	ops := []ofi.Op{{Kind: ofi.OpSend, Buf: buf, MR: c.smr, Peer: c.peer}}
+	err := c.ep.Do(ctx, ops)
+	if ctxEnded(err) {
+		c.close() // the buffer may still be in flight
+		return fmt.Errorf("%w (connection closed)", c.fail(err))
+	}
+	c.sslots <- slot
+	return c.fail(err)
+}
+
+func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	i := c.rhead
+	op := &c.rops[i]
+	if err := c.ep.Wait(ctx, op, c.rtickets[i]); err != nil {
+		if ctxEnded(err) {
+			return 0, ofiError(err) // still posted: the next Recv waits for it again
+		}
+		return 0, c.fail(err)
+	}
+	c.rhead = (i + 1) % len(c.rops)
+	n := copy(buf, op.Buf[:op.Len])
+	var err error
+	if n < op.Len {
+		err = fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrTooLarge, op.Len, len(buf))
+	}
+	if perr := c.postRecv(context.Background(), i); perr != nil {
+		return n, c.fail(perr)
+	}
+	return n, err
+}
+
+func (c *ofiConn) remoteAddr() string { return c.remote }
+
+// close closes the endpoint first, then its queues and buffers. Idempotent.
+func (c *ofiConn) close() error {
+	c.closeOnce.Do(func() {
+		if c.stopEQ != nil {
+			c.stopEQ()
+		}
+		var errs []error
+		if c.ep != nil {
+			errs = append(errs, c.ep.Close())
+		}
+		if c.cq != nil {
+			errs = append(errs, c.cq.Close())
+		}
+		if c.av != nil {
+			errs = append(errs, c.av.Close())
+		}
+		if c.eq != nil {
+			errs = append(errs, c.eq.Close())
+		}
+		if c.rmr != nil {
+			errs = append(errs, c.rmr.Close())
+		}
+		if c.smr != nil {
+			errs = append(errs, c.smr.Close())
+		}
+		if c.rbuf != nil {
+			errs = append(errs, c.rbuf.Free())
+		}
+		if c.sbuf != nil {
+			errs = append(errs, c.sbuf.Free())
+		}
+		c.closeErr = ofiError(errors.Join(errs...))
+	})
+	return c.closeErr
+}
+
+
+// ctxEnded reports whether err comes from a context that ended (not from the provider).
+func ctxEnded(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,30 @@
+package fabric
+
+import "time"
+
+// Option tunes Open.
+type Option func(*options)
+
+type options struct {
+	maxMessage int
+	recvDepth  int
+	queueDepth int
+	spin       time.Duration
+}
+
+func defaultOptions() options {
+	return options{maxMessage: 64 << 10, recvDepth: 8, queueDepth: 256, spin: 20 * time.Microsecond}
+}
+
+// WithMaxMessage sets the largest Send/Recv message (default 64 KiB).
+func WithMaxMessage(n int) Option { return func(o *options) { o.maxMessage = n } }
+
+// WithRecvDepth sets how many receive buffers each connection keeps posted (default 8).
+func WithRecvDepth(n int) Option { return func(o *options) { o.recvDepth = n } }
+
+// WithQueueDepth sets the most one-sided operations in flight per connection (default 256).
+func WithQueueDepth(n int) Option { return func(o *options) { o.queueDepth = n } }
+
+// WithSpin sets how long a waiting call polls its completion queue before it parks in Go's
+// poller (default 20µs). Longer is busy polling: lower latency, a core spent.
+func WithSpin(d time.Duration) Option { return func(o *options) { o.spin = d } }

@@ -1,0 +1,4 @@
+package ofi
+
+// #cgo pkg-config: libfabric
+import "C"

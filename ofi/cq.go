@@ -1,0 +1,428 @@
+package ofi
+
+/*
+#include "helpers.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// CQAttr configures OpenCQ.
+type CQAttr struct {
+	// Size is the queue depth and the most operations in flight on the queue (default 1024).
+	Size int
+	// NoWaitFD makes the queue poll instead of using a FI_WAIT_FD wait object. Without it the
+	// wait fd is used where the provider has one and polling otherwise.
+	NoWaitFD bool
+	// Spin is how long a blocking call polls the queue itself before it parks (default 20µs).
+	// A negative value never spins; a long one is busy polling.
+	Spin time.Duration
+	// Source reads completions with fi_cq_readfrom, which reports senders' addresses.
+	Source bool
+}
+
+// CQ is a completion queue (fi_cq_open, FI_CQ_FORMAT_TAGGED) with the machinery that turns
+// completions into finished operations: a table of operation slots whose integer index is the
+// operation context libfabric carries, leader/follower draining so whichever goroutine waits
+// reaps for all, and one progress goroutine per queue that parks in Go's netpoller on the
+// queue's wait fd (or polls with backoff) so providers with manual progress move data even
+// when nobody waits, as a target of remote RMA and atomics needs.
+type CQ struct {
+	node
+	c      *C.struct_fid_cq
+	domain *Domain
+	attr   CQAttr
+	waiter *fdWaiter // nil: poll
+
+	mu    sync.Mutex  // serializes draining
+	comps []C.rk_comp // drain buffer, used under mu
+
+	slotMu sync.Mutex
+	free   []int32
+	slots  []slot
+
+	scratch   *Buffer // per-slot atomic operand/compare/result words
+	scratchMR *MR
+
+	parked       atomic.Int32 // goroutines parked in await
+	progressOnce sync.Once
+	stop         chan struct{}
+	stopped      chan struct{}
+	failure      atomic.Pointer[error] // the CQ itself failed
+	unowned      atomic.Uint64         // completions with no slot (counted, ignored)
+}
+
+// slot states
+const (
+	slotFree = iota
+	slotPending
+	slotDone
+	slotAbandoned // the waiter gave up; the completion, when it comes, frees the slot
+)
+
+type slot struct {
+	state atomic.Int32
+	ch    chan struct{} // cap 1: completion signal for a parked waiter
+	comp  completion
+}
+
+// completion is what the queue reported for one operation.
+type completion struct {
+	len, data, tag, flags uint64
+	src                   Addr
+	err                   error
+}
+
+const scratchStride = 32 // operand, compare, result, spare: one 8-byte word each
+
+// OpenCQ opens a completion queue in the domain.
+func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
+	if d.isClosed() {
+		return nil, ErrClosed
+	}
+	if attr.Size <= 0 {
+		attr.Size = 1024
+	}
+	if attr.Spin == 0 {
+		attr.Spin = 20 * time.Microsecond
+	}
+	q := &CQ{domain: d, attr: attr, comps: make([]C.rk_comp, 64),
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	var ca C.struct_fi_cq_attr
+	ca.size = C.size_t(attr.Size)
+	ca.format = C.FI_CQ_FORMAT_TAGGED
+	ca.wait_obj = C.FI_WAIT_NONE
+	var rc C.int = -1
+	if !attr.NoWaitFD {
+		ca.wait_obj = C.FI_WAIT_FD
+		rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
+	}
+	if rc != 0 {
+		ca.wait_obj = C.FI_WAIT_NONE
+		if rc = C.fi_cq_open(d.c, &ca, &q.c, nil); rc != 0 {
+			return nil, fiErr("fi_cq_open", C.ssize_t(rc))
+		}
+	}
+	if ca.wait_obj == C.FI_WAIT_FD {
+		var fd C.int
+		if C.rk_getwait_fd(&q.c.fid, &fd) == 0 {
+			q.waiter, _ = newFDWaiter(int(fd)) // nil: the fd cannot be polled; poll the queue
+		}
+	}
+	q.slots = make([]slot, attr.Size)
+	q.free = make([]int32, attr.Size)
+	for i := range q.slots {
+		q.slots[i].ch = make(chan struct{}, 1)
+		q.free[i] = int32(attr.Size - 1 - i)
+	}
+	var err error
+	if q.scratch, err = Alloc(attr.Size * scratchStride); err == nil {
+		q.scratchMR, err = d.RegMR(q.scratch.Bytes(), AccessLocal)
+	}
+	if err != nil {
+		q.releaseC()
+		return nil, fmt.Errorf("atomic scratch: %w", err)
+	}
+	if err := q.init(&d.node, rankQueue, q.release); err != nil {
+		q.releaseC()
+		return nil, err
+	}
+	return q, nil
+}
+
+// startProgress starts the progress goroutine; endpoints call it when they are enabled (some
+// providers must not be driven before: rxm dereferences endpoint state Enable creates).
+func (q *CQ) startProgress() {
+	q.progressOnce.Do(func() { go q.progress() })
+}
+
+func (q *CQ) releaseC() {
+	if q.scratchMR != nil {
+		q.scratchMR.Close()
+	}
+	if q.scratch != nil {
+		q.scratch.Free()
+	}
+	if q.waiter != nil {
+		q.waiter.close()
+	}
+	C.fi_close(&q.c.fid)
+}
+
+// release stops the progress goroutine, then closes the queue and its scratch memory.
+func (q *CQ) release() error {
+	close(q.stop)
+	if q.waiter != nil {
+		q.waiter.kick()
+	}
+	q.progressOnce.Do(func() { close(q.stopped) }) // never started
+	<-q.stopped
+	q.mu.Lock() // no drain in flight
+	defer q.mu.Unlock()
+	if q.waiter != nil {
+		q.waiter.close()
+	}
+	err := fiErr("fi_close(cq)", C.ssize_t(C.fi_close(&q.c.fid)))
+	q.scratchMR.Close()
+	q.scratch.Free()
+	return err
+}
+
+// Close closes the queue; endpoints bound to it must be closed first (closing the domain does
+// that in order). Parked waiters return ErrClosed. Idempotent.
+func (q *CQ) Close() error { return q.close() }
+
+// WaitFD reports whether the queue is driven by a wait fd in Go's poller (false: polling).
+func (q *CQ) WaitFD() bool { return q.waiter != nil }
+
+// Unowned is the number of completions that matched no operation of this package (for
+// example completions of operations posted through another binding); they are dropped.
+func (q *CQ) Unowned() uint64 { return q.unowned.Load() }
+
+// allocSlot reserves an operation slot; it returns -1 when all are in flight.
+func (q *CQ) allocSlot() int32 {
+	q.slotMu.Lock()
+	defer q.slotMu.Unlock()
+	n := len(q.free)
+	if n == 0 {
+		return -1
+	}
+	id := q.free[n-1]
+	q.free = q.free[:n-1]
+	s := &q.slots[id]
+	select { // a stale signal from an earlier use
+	case <-s.ch:
+	default:
+	}
+	s.comp = completion{}
+	s.state.Store(slotPending)
+	return id
+}
+
+func (q *CQ) freeSlot(id int32) {
+	q.slots[id].state.Store(slotFree)
+	q.slotMu.Lock()
+	q.free = append(q.free, id)
+	q.slotMu.Unlock()
+}
+
+// scratchAddr is the address of word w (0 operand, 1 compare, 2 result) of a slot.
+func (q *CQ) scratchAddr(id int32, w int) uint64 {
+	return uint64(uintptr(unsafe.Pointer(&q.scratch.Bytes()[int(id)*scratchStride+8*w])))
+}
+
+func (q *CQ) scratchWord(id int32, w int) []byte {
+	off := int(id)*scratchStride + 8*w
+	return q.scratch.Bytes()[off : off+8 : off+8]
+}
+
+// result reads the fetched value of a finished atomic from its slot's scratch.
+func (q *CQ) result(id int32, dt Datatype) uint64 {
+	return getWord(q.scratchWord(id, 2), dt)
+}
+
+func putWord(b []byte, dt Datatype, v uint64) {
+	switch dt.Size() {
+	case 1:
+		b[0] = byte(v)
+	case 2:
+		binary.LittleEndian.PutUint16(b, uint16(v))
+	case 4:
+		binary.LittleEndian.PutUint32(b, uint32(v))
+	default:
+		binary.LittleEndian.PutUint64(b, v)
+	}
+}
+
+func getWord(b []byte, dt Datatype) uint64 {
+	switch dt.Size() {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(b))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(b))
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+// drainLocked reads the queue until it is empty (EAGAIN) and finishes the operations it
+// reports. q.mu is held. It returns the number of completions.
+func (q *CQ) drainLocked() int {
+	total := 0
+	for {
+		n := C.rk_cq_drain(q.c, &q.comps[0], C.int(len(q.comps)), boolInt(q.attr.Source))
+		if n < 0 {
+			err := fiErr("fi_cq_read", C.ssize_t(n))
+			q.failure.Store(&err)
+			return total
+		}
+		q.dispatch(q.comps[:n])
+		total += int(n)
+		if int(n) < len(q.comps) {
+			return total
+		}
+	}
+}
+
+// dispatch finishes the operations of a batch of completions.
+func (q *CQ) dispatch(comps []C.rk_comp) {
+	for i := range comps {
+		c := &comps[i]
+		id := int64(c.ctx) - 1
+		if id < 0 || id >= int64(len(q.slots)) {
+			q.unowned.Add(1)
+			continue
+		}
+		s := &q.slots[id]
+		s.comp = completion{len: uint64(c.len), data: uint64(c.data), tag: uint64(c.tag),
+			flags: uint64(c.flags), src: Addr(c.src)}
+		if c.err != 0 {
+			text := C.GoString(&c.text[0])
+			s.comp.err = &Error{Op: "completion", Errno: int(c.err), ProvErrno: int(c.prov_errno), Text: text}
+		}
+		if s.state.CompareAndSwap(slotPending, slotDone) {
+			select {
+			case s.ch <- struct{}{}:
+			default:
+			}
+		} else if s.state.Load() == slotAbandoned {
+			q.freeSlot(int32(id))
+		}
+	}
+}
+
+// poll drains the queue if no one else is draining it.
+func (q *CQ) poll() int {
+	if !q.mu.TryLock() {
+		return 0
+	}
+	defer q.mu.Unlock()
+	return q.drainLocked()
+}
+
+// await waits until slot id finishes, ctx ends, or done closes (an endpoint closing). It
+// spins (polling the queue itself) for attr.Spin, then parks. On return without completion
+// the slot is abandoned and the error says why, except that with keep a ctx that ends leaves
+// the slot pending for a later await.
+func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep bool) error {
+	s := &q.slots[id]
+	var spinUntil time.Time
+	for i := 0; s.state.Load() == slotPending; i++ {
+		if q.poll() > 0 {
+			continue
+		}
+		if q.attr.Spin > 0 {
+			if i == 0 {
+				spinUntil = time.Now().Add(q.attr.Spin)
+			} else if i&63 == 0 && time.Now().After(spinUntil) {
+				break
+			}
+			if i&15 == 15 {
+				runtime.Gosched()
+			}
+			continue
+		}
+		break
+	}
+	for s.state.Load() == slotPending {
+		q.parked.Add(1)
+		var err error
+		select {
+		case <-s.ch:
+		case <-ctx.Done():
+			err = ctxErr(ctx)
+		case <-done:
+			err = ErrClosed
+		case <-q.done:
+			err = ErrClosed
+		}
+		q.parked.Add(-1)
+		if err != nil {
+			if keep && err != ErrClosed {
+				if s.state.Load() == slotPending {
+					return err
+				}
+				break
+			}
+			if s.state.CompareAndSwap(slotPending, slotAbandoned) {
+				return err
+			}
+			break // it finished meanwhile
+		}
+	}
+	if f := q.failure.Load(); f != nil && s.state.Load() != slotDone {
+		return *f
+	}
+	return nil
+}
+
+// progress runs while the queue is open: it drains the queue whenever its wait fd fires (or,
+// without one, on a backoff timer), which also drives providers whose data progress is
+// manual. Edge-triggered: drain until EAGAIN before parking again.
+func (q *CQ) progress() {
+	defer close(q.stopped)
+	const tick = 10 * time.Millisecond // safety net against a missed edge
+	idle := time.Duration(0)
+	for {
+		select {
+		case <-q.stop:
+			return
+		default:
+		}
+		q.mu.Lock()
+		n := q.drainLocked()
+		q.mu.Unlock()
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		if q.waiter != nil {
+			// Parked until the fd fires. fi_trywait is not used: rxm's (libfabric 1.17)
+			// races with its own progress in other threads and crashes. Without it an edge
+			// that came before the drain and left nothing behind can be missed; the tick
+			// bounds what that costs.
+			if _, err := q.waiter.wait(time.Now().Add(tick)); err != nil {
+				select {
+				case <-q.stop:
+					return
+				default:
+					time.Sleep(time.Millisecond)
+				}
+			}
+			continue
+		}
+		// No wait fd: back off from 10µs to 1ms idle, staying at 20µs while someone waits.
+		switch {
+		case idle == 0:
+			idle = 10 * time.Microsecond
+		case q.parked.Load() > 0:
+			idle = 20 * time.Microsecond
+		case idle < time.Millisecond:
+			idle *= 2
+		}
+		t := time.NewTimer(idle)
+		select {
+		case <-q.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,96 @@
+package ofi
+
+/*
+#include "helpers.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Domain is an opened access domain (fi_domain): memory registration, queues and endpoints
+// live in one domain.
+type Domain struct {
+	node
+	c       *C.struct_fid_domain
+	fabric  *Fabric
+	info    *Info
+	nextKey atomic.Uint64 // requested keys when the provider does not choose them
+
+	atomicMu sync.Mutex
+	atomics  map[atomicKey]error // fi_query_atomic results
+}
+
+type atomicKey struct {
+	op    AtomicOp
+	dt    Datatype
+	flags uint64
+}
+
+// OpenDomain opens the domain that info names (normally the Info the fabric was opened with).
+func (f *Fabric) OpenDomain(info *Info) (*Domain, error) {
+	if f.isClosed() {
+		return nil, ErrClosed
+	}
+	d := &Domain{fabric: f, info: info, atomics: map[atomicKey]error{}}
+	if rc := C.fi_domain(f.c, info.c, &d.c, nil); rc != 0 {
+		return nil, fmt.Errorf("provider %s domain %s: %w", info.Provider(), info.DomainName(),
+			fiErr("fi_domain", C.ssize_t(rc)))
+	}
+	d.nextKey.Store(1)
+	if err := d.init(&f.node, rankDomain, func() error {
+		return fiErr("fi_close(domain)", C.ssize_t(C.fi_close(&d.c.fid)))
+	}); err != nil {
+		C.fi_close(&d.c.fid)
+		return nil, err
+	}
+	return d, nil
+}
+
+// Fabric is the fabric the domain belongs to.
+func (d *Domain) Fabric() *Fabric { return d.fabric }
+
+// Info is the fi_info the domain was opened with.
+func (d *Domain) Info() *Info { return d.info }
+
+// Close closes the domain and every endpoint, queue and memory region in it. Idempotent.
+func (d *Domain) Close() error { return d.close() }
+
+// QueryAtomic reports whether the domain supports op on dt (fi_query_atomic): nil, or an error
+// matching ErrNotSupported. kind selects plain (OpAtomic), fetching (OpFetchAtomic) or compare
+// (OpCompareAtomic) atomics.
+func (d *Domain) QueryAtomic(kind OpKind, op AtomicOp, dt Datatype) error {
+	var flags uint64
+	switch kind {
+	case OpAtomic:
+	case OpFetchAtomic:
+		flags = C.FI_FETCH_ATOMIC
+	case OpCompareAtomic:
+		flags = C.FI_COMPARE_ATOMIC
+	default:
+		return fmt.Errorf("%w: %v is not an atomic kind", ErrInvalid, kind)
+	}
+	if d.isClosed() {
+		return ErrClosed
+	}
+	k := atomicKey{op, dt, flags}
+	d.atomicMu.Lock()
+	defer d.atomicMu.Unlock()
+	if err, ok := d.atomics[k]; ok {
+		return err
+	}
+	var attr C.struct_fi_atomic_attr
+	rc := C.fi_query_atomic(d.c, C.enum_fi_datatype(dt), C.enum_fi_op(op), &attr, C.uint64_t(flags))
+	var err error
+	if rc != 0 {
+		err = fmt.Errorf("%w: %s %s on %s with %s: %w", ErrNotSupported, kind, op, dt,
+			d.info.Provider(), fiErr("fi_query_atomic", C.ssize_t(rc)))
+	} else if int(attr.size) != dt.Size() {
+		err = fmt.Errorf("%w: %s %s reports element size %d", ErrNotSupported, op, dt, attr.size)
+	}
+	d.atomics[k] = err
+	return err
+}

@@ -1,0 +1,481 @@
+package ofi
+
+/*
+#include "helpers.h"
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// Endpoint is an active endpoint (fi_endpoint), MSG or RDM. Bind a CQ for each direction
+// (and an AV for RDM, an EQ for MSG), Enable it, then issue operations with Do or the
+// blocking helpers in ops.go.
+type Endpoint struct {
+	node
+	c      *C.struct_fid_ep
+	domain *Domain
+	info   *Info
+	txcq   *CQ
+	rxcq   *CQ
+	av     *AV
+	eq     *EQ
+}
+
+// CQ binding flags for BindCQ.
+const (
+	BindTransmit = uint64(C.FI_TRANSMIT)
+	BindRecv     = uint64(C.FI_RECV)
+)
+
+// NewEndpoint creates an endpoint from info (from GetInfo, or from a connection request).
+func (d *Domain) NewEndpoint(info *Info) (*Endpoint, error) {
+	if d.isClosed() {
+		return nil, ErrClosed
+	}
+	e := &Endpoint{domain: d, info: info}
+	if rc := C.fi_endpoint(d.c, info.c, &e.c, nil); rc != 0 {
+		return nil, fmt.Errorf("provider %s: %w", info.Provider(), fiErr("fi_endpoint", C.ssize_t(rc)))
+	}
+	if err := e.init(&d.node, rankEndpoint, e.release); err != nil {
+		C.fi_close(&e.c.fid)
+		return nil, err
+	}
+	return e, nil
+}
+
+// release closes the endpoint while no one drains its queues: providers such as rxm progress
+// the endpoints bound to a CQ from fi_cq_read and must not see one half closed.
+func (e *Endpoint) release() error {
+	var locked []*CQ
+	for _, q := range []*CQ{e.txcq, e.rxcq} {
+		if q != nil && (len(locked) == 0 || locked[0] != q) {
+			q.mu.Lock()
+			locked = append(locked, q)
+		}
+	}
+	err := fiErr("fi_close(ep)", C.ssize_t(C.fi_close(&e.c.fid)))
+	for _, q := range locked {
+		q.mu.Unlock()
+	}
+	return err
+}
+
+// Info is the configuration the endpoint was created with.
+func (e *Endpoint) Info() *Info { return e.info }
+
+// Domain is the endpoint's domain.
+func (e *Endpoint) Domain() *Domain { return e.domain }
+
+// BindCQ binds cq for transmit and/or receive completions (BindTransmit|BindRecv).
+func (e *Endpoint) BindCQ(cq *CQ, flags uint64) error {
+	if e.isClosed() || cq.isClosed() {
+		return ErrClosed
+	}
+	if rc := C.fi_ep_bind(e.c, &cq.c.fid, C.uint64_t(flags)); rc != 0 {
+		return fiErr("fi_ep_bind(cq)", C.ssize_t(rc))
+	}
+	if flags&BindTransmit != 0 {
+		e.txcq = cq
+	}
+	if flags&BindRecv != 0 {
+		e.rxcq = cq
+	}
+	return nil
+}
+
+// BindAV binds an address vector (RDM and DGRAM endpoints).
+func (e *Endpoint) BindAV(av *AV) error {
+	if e.isClosed() || av.isClosed() {
+		return ErrClosed
+	}
+	if rc := C.fi_ep_bind(e.c, &av.c.fid, 0); rc != 0 {
+		return fiErr("fi_ep_bind(av)", C.ssize_t(rc))
+	}
+	e.av = av
+	return nil
+}
+
+// BindEQ binds an event queue (connection events of MSG endpoints).
+func (e *Endpoint) BindEQ(eq *EQ) error {
+	if e.isClosed() || eq.isClosed() {
+		return ErrClosed
+	}
+	if rc := C.fi_ep_bind(e.c, &eq.c.fid, 0); rc != 0 {
+		return fiErr("fi_ep_bind(eq)", C.ssize_t(rc))
+	}
+	e.eq = eq
+	return nil
+}
+
+// BindCntr binds a counter for the events in flags (FI_SEND, FI_RECV, FI_READ, FI_WRITE,
+// FI_REMOTE_READ, FI_REMOTE_WRITE as Access bits).
+func (e *Endpoint) BindCntr(c *Cntr, events Access) error {
+	if e.isClosed() || c.isClosed() {
+		return ErrClosed
+	}
+	return fiErr("fi_ep_bind(cntr)", C.ssize_t(C.fi_ep_bind(e.c, &c.c.fid, C.uint64_t(events))))
+}
+
+// Enable enables the endpoint once its queues are bound.
+func (e *Endpoint) Enable() error {
+	if e.isClosed() {
+		return ErrClosed
+	}
+	if err := fiErr("fi_enable", C.ssize_t(C.fi_enable(e.c))); err != nil {
+		return err
+	}
+	for _, q := range []*CQ{e.txcq, e.rxcq} {
+		if q != nil {
+			q.startProgress()
+		}
+	}
+	return nil
+}
+
+// Name is the endpoint's address in the provider's format (fi_getname), to hand to peers.
+func (e *Endpoint) Name() ([]byte, error) {
+	if e.isClosed() {
+		return nil, ErrClosed
+	}
+	return getname(&e.c.fid)
+}
+
+func getname(f *C.struct_fid) ([]byte, error) {
+	buf := (*[256]byte)(C.malloc(256))
+	defer C.free(unsafe.Pointer(buf))
+	n := C.size_t(256)
+	if rc := C.fi_getname(f, unsafe.Pointer(buf), &n); rc != 0 {
+		return nil, fiErr("fi_getname", C.ssize_t(rc))
+	}
+	return C.GoBytes(unsafe.Pointer(buf), C.int(n)), nil
+}
+
+// Connect starts connecting a MSG endpoint to addr (nil: the info's destination) with
+// private data; the outcome arrives on the bound EQ as EventConnected or an error.
+func (e *Endpoint) Connect(addr, priv []byte) error {
+	if e.isClosed() {
+		return ErrClosed
+	}
+	if addr == nil {
+		addr = e.info.DestAddr()
+	}
+	ca, cp := cbytes(addr), cbytes(priv)
+	defer C.free(ca)
+	defer C.free(cp)
+	return fiErr("fi_connect", C.ssize_t(C.fi_connect(e.c, ca, cp, C.size_t(len(priv)))))
+}
+
+// Accept accepts the connection request the endpoint was created for, with private data.
+func (e *Endpoint) Accept(priv []byte) error {
+	if e.isClosed() {
+		return ErrClosed
+	}
+	cp := cbytes(priv)
+	defer C.free(cp)
+	return fiErr("fi_accept", C.ssize_t(C.fi_accept(e.c, cp, C.size_t(len(priv)))))
+}
+
+// Shutdown shuts a connected endpoint down; the peer sees EventShutdown.
+func (e *Endpoint) Shutdown() error {
+	if e.isClosed() {
+		return ErrClosed
+	}
+	return fiErr("fi_shutdown", C.ssize_t(C.fi_shutdown(e.c, 0)))
+}
+
+// Close closes the endpoint; operations in flight end with ErrClosed. Idempotent.
+func (e *Endpoint) Close() error { return e.close() }
+
+func (e *Endpoint) fid() uintptr { return uintptrOf(&e.c.fid) }
+
+// cbytes copies b into C memory (NULL for an empty slice); the caller frees it.
+func cbytes(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return C.CBytes(b)
+}
+
+// Do posts ops and waits until all have finished: the batched form (post many, reap many).
+// Operations are posted in order, as many at once as the queues have room for, with one cgo
+// call per batch; FI_EAGAIN is flow control (progress, then retry), never an error. Each op
+// gets its outputs and Err; Do returns the first error. Invalid ops are rejected before
+// anything is posted. If ctx ends first, Do returns ErrTimeout or ErrCanceled: operations
+// still in flight may finish later, so their buffers must not be reused until the endpoint
+// is closed.
+func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
+	if e.isClosed() {
+		return ErrClosed
+	}
+	var small [1]C.rk_op
+	cops := small[:0]
+	if len(ops) > 1 {
+		cops = make([]C.rk_op, 0, len(ops))
+	}
+	for i := range ops {
+		c, err := e.prepare(&ops[i])
+		if err != nil {
+			if len(ops) > 1 {
+				err = fmt.Errorf("op %d: %w", i, err)
+			}
+			return err
+		}
+		cops = append(cops, c)
+	}
+	var smallIDs [1]int32
+	ids := smallIDs[:]
+	if len(ops) > 1 {
+		ids = make([]int32, len(ops))
+	}
+	posted, reaped := 0, 0
+	var first error
+	for reaped < len(ops) {
+		if posted < len(ops) && first == nil {
+			n, err := e.post(ctx, ops, cops, ids, posted, posted > reaped)
+			posted += n
+			if err != nil {
+				for i := posted; i < len(ops); i++ {
+					ops[i].Err = err
+				}
+				first = err
+			}
+		}
+		if reaped == posted {
+			if posted == len(ops) || first != nil {
+				break
+			}
+			continue
+		}
+		err := e.finish(ctx, &ops[reaped], ids[reaped], false)
+		if err != nil && first == nil {
+			first = err
+		}
+		reaped++
+	}
+	if first != nil && posted > reaped { // still in flight: wait them out (they are abandoned on ctx end)
+		for ; reaped < posted; reaped++ {
+			e.finish(ctx, &ops[reaped], ids[reaped], false)
+		}
+	}
+	return first
+}
+
+// post posts ops[from:] until a queue is full (when busy, some are in flight already) and
+// returns how many it posted.
+func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int32, from int, busy bool) (int, error) {
+	for {
+		n := 0
+		for i := from; i < len(ops); i++ {
+			k := ops[i].Kind
+			if k.isInject() {
+				ids[i] = -1
+				cops[i].ctx = 0
+				n++
+				continue
+			}
+			q := e.cqFor(k)
+			id := q.allocSlot()
+			if id < 0 {
+				break
+			}
+			ids[i] = id
+			cops[i].ctx = C.uint64_t(id + 1)
+			if k.isAtomic() {
+				putWord(q.scratchWord(id, 0), ops[i].Datatype, ops[i].Operand)
+				putWord(q.scratchWord(id, 1), ops[i].Datatype, ops[i].Compare)
+				cops[i].operand = C.uint64_t(q.scratchAddr(id, 0))
+				cops[i].compare = C.uint64_t(q.scratchAddr(id, 1))
+				cops[i].result = C.uint64_t(q.scratchAddr(id, 2))
+				cops[i].scratch_desc = C.uint64_t(q.scratchMR.Desc())
+			}
+			n++
+		}
+		if n == 0 {
+			if busy {
+				return 0, nil // reap first
+			}
+			runtime.Gosched()
+			continue
+		}
+		var rc C.ssize_t
+		var got C.int
+		if !e.enter() {
+			for i := from; i < from+n; i++ {
+				if ids[i] >= 0 {
+					e.cqFor(ops[i].Kind).freeSlot(ids[i])
+				}
+			}
+			return 0, ErrClosed
+		}
+		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
+			// Latency path: post and poll in one cgo call.
+			q := e.cqFor(ops[from].Kind)
+			var nc C.int
+			got = C.rk_post_drain(e.c, &cops[from], 1, &rc, q.c, &q.comps[0], C.int(len(q.comps)),
+				boolInt(q.attr.Source), 64, &nc)
+			q.dispatch(q.comps[:nc])
+			q.mu.Unlock()
+		} else {
+			got = C.rk_post(e.c, &cops[from], C.int(n), &rc)
+		}
+		e.exit()
+		for i := from + int(got); i < from+n; i++ { // not posted
+			if ids[i] >= 0 {
+				e.cqFor(ops[i].Kind).freeSlot(ids[i])
+			}
+		}
+		if got > 0 || rc == 0 {
+			return int(got), nil
+		}
+		if rc != -C.FI_EAGAIN {
+			op := &ops[from]
+			return 0, fmt.Errorf("%s: %w", op.Kind, fiErr("fi_"+op.Kind.String(), rc))
+		}
+		// FI_EAGAIN: make progress, then retry.
+		if busy {
+			return 0, nil
+		}
+		if e.txcq != nil {
+			e.txcq.poll()
+		}
+		if e.rxcq != nil && e.rxcq != e.txcq {
+			e.rxcq.poll()
+		}
+		if ctx.Err() != nil {
+			return 0, ctxErr(ctx)
+		}
+		if e.isClosed() {
+			return 0, ErrClosed
+		}
+		runtime.Gosched()
+	}
+}
+
+// finish waits for one posted op and fills its outputs. With keep, an op still pending when
+// ctx ends stays posted.
+func (e *Endpoint) finish(ctx context.Context, op *Op, id int32, keep bool) error {
+	if id < 0 { // inject: complete when posted
+		return nil
+	}
+	q := e.cqFor(op.Kind)
+	if err := q.await(ctx, id, e.done, keep); err != nil {
+		if keep && q.slots[id].state.Load() == slotPending {
+			return err
+		}
+		if op.Kind.isRecv() && e.enter() {
+			C.rk_cancel(e.c, C.uint64_t(id+1))
+			e.exit()
+		}
+		op.Err = fmt.Errorf("%s: %w", op.Kind, err)
+		return op.Err
+	}
+	c := q.slots[id].comp
+	if c.err != nil {
+		op.Err = fmt.Errorf("%s: %w", op.Kind, c.err)
+	} else {
+		switch {
+		case op.Kind.isRecv():
+			op.Len = int(c.len)
+			op.RecvTag = c.tag
+			op.RecvHasData = c.flags&C.FI_REMOTE_CQ_DATA != 0
+			op.RecvData = c.data
+			op.Src = c.src
+		case op.Kind == OpFetchAtomic || op.Kind == OpCompareAtomic:
+			op.Result = q.result(id, op.Datatype)
+		}
+	}
+	q.freeSlot(id)
+	return op.Err
+}
+
+func (e *Endpoint) cqFor(k OpKind) *CQ {
+	if k.isRecv() {
+		return e.rxcq
+	}
+	return e.txcq
+}
+
+// prepare checks an op and turns it into its C form.
+func (e *Endpoint) prepare(op *Op) (C.rk_op, error) {
+	var c C.rk_op
+	op.Err, op.Result, op.Len, op.RecvTag, op.RecvData, op.RecvHasData, op.Src = nil, 0, 0, 0, 0, false, AddrUnspec
+	k := op.Kind
+	if k < OpSend || k > OpCompareAtomic {
+		return c, fmt.Errorf("%w: unknown op kind %d", ErrInvalid, int(k))
+	}
+	if q := e.cqFor(k); q == nil && !k.isInject() {
+		return c, fmt.Errorf("%w: %s: no completion queue bound for it", ErrInvalid, k)
+	} else if q != nil && q.isClosed() {
+		return c, ErrClosed
+	}
+	info := e.info
+	if !k.isAtomic() {
+		if uint64(len(op.Buf)) > info.MaxMsgSize() {
+			return c, fmt.Errorf("%w: %s of %d bytes, provider max %d", ErrTooBig, k, len(op.Buf), info.MaxMsgSize())
+		}
+		if k.isInject() && len(op.Buf) > info.InjectSize() {
+			return c, fmt.Errorf("%w: %s of %d bytes, inject size %d", ErrTooBig, k, len(op.Buf), info.InjectSize())
+		}
+		if op.MR != nil {
+			if op.MR.isClosed() {
+				return c, fmt.Errorf("%s: memory region: %w", k, ErrClosed)
+			}
+			if !op.MR.contains(op.Buf) {
+				return c, fmt.Errorf("%w: %s buffer lies outside its memory region", ErrInvalid, k)
+			}
+			c.desc = C.uint64_t(op.MR.Desc())
+		} else if !k.isInject() && len(op.Buf) > 0 && info.MRMode()&MRLocal != 0 {
+			return c, fmt.Errorf("%w: %s: provider %s needs registered local buffers (FI_MR_LOCAL): set Op.MR",
+				ErrInvalid, k, info.Provider())
+		}
+		if len(op.Buf) > 0 {
+			c.buf = C.uint64_t(uintptr(unsafe.Pointer(unsafe.SliceData(op.Buf))))
+		}
+		c.len = C.uint64_t(len(op.Buf))
+	} else {
+		size := op.Datatype.Size()
+		if size == 0 {
+			return c, fmt.Errorf("%w: atomic datatype %d", ErrInvalid, int(op.Datatype))
+		}
+		if op.RemoteAddr%uint64(size) != 0 {
+			return c, fmt.Errorf("%w: %s %s at %#x is not aligned to %d bytes", ErrInvalid, op.AtomicOp,
+				op.Datatype, op.RemoteAddr, size)
+		}
+		if (k == OpCompareAtomic) != op.AtomicOp.isCompare() {
+			return c, fmt.Errorf("%w: %s is not a %s operation", ErrInvalid, op.AtomicOp, k)
+		}
+		if k == OpAtomic && op.AtomicOp == OpAtomicRead {
+			return c, fmt.Errorf("%w: ATOMIC_READ needs a fetch_atomic", ErrInvalid)
+		}
+		if err := e.domain.QueryAtomic(k, op.AtomicOp, op.Datatype); err != nil {
+			return c, err
+		}
+		c.atomic_op = C.uint32_t(op.AtomicOp)
+		c.datatype = C.uint32_t(op.Datatype)
+		c.count = 1
+	}
+	c.kind = C.uint32_t(k)
+	c.addr = C.uint64_t(op.Peer)
+	if info.EPType() == EPMsg {
+		c.addr = C.uint64_t(AddrUnspec)
+	}
+	c.raddr, c.key = C.uint64_t(op.RemoteAddr), C.uint64_t(op.Key)
+	c.tag, c.ignore, c.data = C.uint64_t(op.Tag), C.uint64_t(op.Ignore), C.uint64_t(op.Data)
+	if op.WithData {
+		c.has_data = 1
+	}
+	if op.Flags != 0 {
+		if k != OpWrite {
+			return c, fmt.Errorf("%w: flags on %s (only writes take them)", ErrInvalid, k)
+		}
+		c.flags = C.uint64_t(op.Flags)
+	}
+	return c, nil
+}
+
+func uintptrOf(f *C.struct_fid) uintptr { return uintptr(unsafe.Pointer(f)) }

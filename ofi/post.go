@@ -1,0 +1,57 @@
+package ofi
+
+/*
+#include "helpers.h"
+*/
+import "C"
+
+import (
+	"context"
+	"unsafe"
+)
+
+// Ticket identifies an operation started with Post until Wait collects it.
+type Ticket struct{ id int32 }
+
+// Post starts one operation without waiting for it (a pre-posted receive, say) and returns
+// its ticket. The op's buffer belongs to the operation until Wait returns. Exactly one Wait
+// must follow every successful Post.
+func (e *Endpoint) Post(ctx context.Context, op *Op) (Ticket, error) {
+	if e.isClosed() {
+		return Ticket{}, ErrClosed
+	}
+	c, err := e.prepare(op)
+	if err != nil {
+		return Ticket{}, err
+	}
+	cops := [1]C.rk_op{c}
+	ids := [1]int32{}
+	for {
+		n, err := e.post(ctx, unsafe.Slice(op, 1), cops[:], ids[:], 0, false)
+		if err != nil {
+			return Ticket{}, err
+		}
+		if n == 1 {
+			return Ticket{id: ids[0]}, nil
+		}
+	}
+}
+
+// Wait waits for an operation started with Post and fills op's outputs. If ctx ends first the
+// operation stays posted and Wait returns ErrTimeout or ErrCanceled: wait again with the same
+// ticket later, or close the endpoint. Ready tells whether it would return at once.
+func (e *Endpoint) Wait(ctx context.Context, op *Op, t Ticket) error {
+	return e.finish(ctx, op, t.id, true)
+}
+
+// Ready reports whether the operation of t has finished (polling the queue once).
+func (e *Endpoint) Ready(op *Op, t Ticket) bool {
+	if t.id < 0 {
+		return true
+	}
+	q := e.cqFor(op.Kind)
+	if q.slots[t.id].state.Load() == slotPending {
+		q.poll()
+	}
+	return q.slots[t.id].state.Load() != slotPending
+}

@@ -1,0 +1,68 @@
+package ofi
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fdWaiter parks goroutines in Go's netpoller until a libfabric wait fd (FI_WAIT_FD) becomes
+// readable. It works on a dup of the provider's fd so that closing it never closes libfabric's.
+// Go's poller is edge-triggered: callers drain their queue until it reports EAGAIN and ask
+// fi_trywait before waiting again.
+type fdWaiter struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+// newFDWaiter wraps fd. It fails when the fd cannot join the poller (then callers poll).
+func newFDWaiter(fd int) (*fdWaiter, error) {
+	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(d, true); err != nil {
+		unix.Close(d)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(d), "fi-wait")
+	// A deadline can only be set on a file the poller accepted.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &fdWaiter{f: f, rc: rc}, nil
+}
+
+// wait parks until the fd is readable, the deadline passes (returns false, nil), or the waiter
+// is closed (os.ErrClosed).
+func (w *fdWaiter) wait(deadline time.Time) (bool, error) {
+	if err := w.f.SetReadDeadline(deadline); err != nil {
+		return false, err
+	}
+	parked := false
+	err := w.rc.Read(func(uintptr) bool {
+		if !parked {
+			parked = true
+			return false // wait for readability
+		}
+		return true
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// kick wakes a goroutine parked in wait.
+func (w *fdWaiter) kick() { w.f.SetReadDeadline(time.Unix(1, 0)) }
+
+func (w *fdWaiter) close() error { return w.f.Close() }
