@@ -84,10 +84,11 @@ func (n *node) close() error {
 	for _, k := range kids {
 		errs = append(errs, k.close())
 	}
-	n.use.Lock() // wait for C calls in progress; the object is dead from here on
+	n.use.Lock() // wait for C calls in progress; enter refuses new ones from here on
 	if n.release != nil {
 		errs = append(errs, n.release())
 	}
+	n.use.Unlock()
 	if p := n.parent; p != nil {
 		p.mu.Lock()
 		p.children = slices.DeleteFunc(p.children, func(c *node) bool { return c == n })

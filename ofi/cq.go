@@ -59,6 +59,7 @@ type CQ struct {
 	stopped      chan struct{}
 	failure      atomic.Pointer[error] // the CQ itself failed
 	unowned      atomic.Uint64         // completions with no slot (counted, ignored)
+	remote       chan uint64           // remote CQ data of incoming RMA (no local operation)
 }
 
 // slot states
@@ -95,7 +96,7 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 	if attr.Spin == 0 {
 		attr.Spin = 20 * time.Microsecond
 	}
-	q := &CQ{domain: d, attr: attr, comps: make([]C.rk_comp, 64),
+	q := &CQ{domain: d, attr: attr, comps: make([]C.rk_comp, 64), remote: make(chan uint64, attr.Size),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	var ca C.struct_fi_cq_attr
 	ca.size = C.size_t(attr.Size)
@@ -187,6 +188,28 @@ func (q *CQ) WaitFD() bool { return q.waiter != nil }
 // Unowned is the number of completions that matched no operation of this package (for
 // example completions of operations posted through another binding); they are dropped.
 func (q *CQ) Unowned() uint64 { return q.unowned.Load() }
+
+// RemoteData waits for the remote CQ data of a peer's write with data (WriteData) that
+// targeted this side, in arrival order.
+func (q *CQ) RemoteData(ctx context.Context) (uint64, error) {
+	for {
+		select {
+		case v := <-q.remote:
+			return v, nil
+		default:
+		}
+		q.poll()
+		select {
+		case v := <-q.remote:
+			return v, nil
+		case <-ctx.Done():
+			return 0, ctxErr(ctx)
+		case <-q.done:
+			return 0, ErrClosed
+		case <-time.After(100 * time.Microsecond):
+		}
+	}
+}
 
 // allocSlot reserves an operation slot; it returns -1 when all are in flight.
 func (q *CQ) allocSlot() int32 {
@@ -280,6 +303,13 @@ func (q *CQ) dispatch(comps []C.rk_comp) {
 		c := &comps[i]
 		id := int64(c.ctx) - 1
 		if id < 0 || id >= int64(len(q.slots)) {
+			if c.err == 0 && c.flags&C.FI_REMOTE_CQ_DATA != 0 {
+				select { // a peer's write with data: keep it for RemoteData
+				case q.remote <- uint64(c.data):
+					continue
+				default:
+				}
+			}
 			q.unowned.Add(1)
 			continue
 		}

@@ -103,6 +103,35 @@ static inline ssize_t rk_post1(struct fid_ep *ep, const rk_op *o) {
 	return -FI_EINVAL;
 }
 
+// rk_iov is one local segment of a vectored operation.
+typedef struct rk_iov {
+	uint64_t addr, len, desc;
+} rk_iov;
+
+// rk_rmav posts one vectored RMA (fi_readmsg / fi_writemsg): n local segments gathered from
+// (write) or scattered into (read) one remote range at raddr.
+static inline ssize_t rk_rmav(struct fid_ep *ep, int write, const rk_iov *v, int n,
+			      uint64_t addr, uint64_t raddr, uint64_t key, uint64_t data,
+			      uint64_t flags, uint64_t ctx) {
+	struct iovec iov[16];
+	void *desc[16];
+	uint64_t total = 0;
+	if (n <= 0 || n > 16)
+		return -FI_EINVAL;
+	for (int i = 0; i < n; i++) {
+		iov[i].iov_base = (void *)(uintptr_t)v[i].addr;
+		iov[i].iov_len = v[i].len;
+		desc[i] = (void *)(uintptr_t)v[i].desc;
+		total += v[i].len;
+	}
+	struct fi_rma_iov rma = { .addr = raddr, .len = total, .key = key };
+	struct fi_msg_rma msg = { .msg_iov = iov, .desc = desc, .iov_count = (size_t)n,
+		.addr = addr, .rma_iov = &rma, .rma_iov_count = 1,
+		.context = (void *)(uintptr_t)ctx, .data = data };
+	flags |= FI_COMPLETION;
+	return write ? fi_writemsg(ep, &msg, flags) : fi_readmsg(ep, &msg, flags);
+}
+
 // rk_post posts ops[0..n) in order and returns how many were posted; *rc gets the return code of
 // the first one that was not (-FI_EAGAIN means "progress and retry").
 static inline int rk_post(struct fid_ep *ep, const rk_op *ops, int n, ssize_t *rc) {

@@ -1,0 +1,61 @@
+# rdmakit: `make demo` runs the tour on the embedded default transport (libfabric tcp on
+# loopback); `make test` runs every test: host tests (vet, -race, cgocheck2) and, in the
+# SoftRoCE lab VM, the tests that need kernel RDMA. Both install missing Debian packages.
+
+GO        ?= go
+PKGS      ?= ./...
+# Packages whose tests need an RDMA device: they run inside the lab VM.
+LAB_PKGS  ?= ./verbs/ ./fabric/ ./examples/... ./ci/lab/
+LAB       := $(CURDIR)/ci/lab/vm.sh
+TESTFLAGS ?= -count=1 -timeout 20m
+
+export CGO_ENABLED = 1
+
+.PHONY: all deps deps-lab build vet test test-host test-cgocheck test-lab demo bench fuzz clean
+
+all: build
+
+deps:
+	@ci/deps.sh build
+
+deps-lab:
+	@ci/deps.sh lab
+
+build: deps
+	$(GO) build $(PKGS)
+
+vet: deps
+	$(GO) vet $(PKGS)
+
+test: vet test-host test-cgocheck test-lab
+
+# Host: everything, race detector on. Tests that need an RDMA device skip here.
+test-host: deps
+	$(GO) test -race $(TESTFLAGS) $(PKGS)
+
+# cgo pointer rules checked at run time (GOEXPERIMENT=cgocheck2) on the cgo-heavy packages.
+test-cgocheck: deps
+	GOEXPERIMENT=cgocheck2 $(GO) test $(TESTFLAGS) ./ofi/ ./fabric/... ./internal/...
+
+# Lab: the same test binaries inside a qemu VM with kernel rxe; a missing device fails there.
+test-lab: deps deps-lab
+	RDMAKIT_REQUIRE_RDMA=1 RDMAKIT_LAB_VM_TESTS=1 GOEXPERIMENT=cgocheck2 \
+		$(GO) test -race -p 1 $(TESTFLAGS) -exec "$(LAB) --" $(LAB_PKGS)
+
+demo: deps
+	$(GO) run ./cmd/rdmakit demo
+
+bench: deps
+	$(GO) run ./cmd/rdmakit bench
+
+# A short coverage-guided run of every fuzz target (the seed corpora run in `make test`).
+fuzz: deps
+	@for p in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list 'Fuzz.*' $$p 2>/dev/null | grep ^Fuzz); do \
+			echo "fuzz $$p $$f"; $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=10s $$p || exit 1; \
+		done; \
+	done
+
+clean:
+	$(GO) clean -testcache
+	rm -rf .cache/lab
