@@ -54,6 +54,7 @@ type CQ struct {
 	scratchMR *MR
 
 	parked       atomic.Int32 // goroutines parked in await
+	orphaned     atomic.Bool  // an endpoint bound to the queue closed: fi_trywait is unsafe now
 	progressOnce sync.Once
 	stop         chan struct{}
 	stopped      chan struct{}
@@ -283,7 +284,9 @@ func getWord(b []byte, dt Datatype) uint64 {
 func (q *CQ) drainLocked() int {
 	total := 0
 	for {
+		q.domain.quiet.RLock()
 		n := C.rk_cq_drain(q.c, &q.comps[0], C.int(len(q.comps)), boolInt(q.attr.Source))
+		q.domain.quiet.RUnlock()
 		if n < 0 {
 			err := fiErr("fi_cq_read", C.ssize_t(n))
 			q.failure.Store(&err)
@@ -398,7 +401,7 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 
 // progress runs while the queue is open: it drains the queue whenever its wait fd fires (or,
 // without one, on a backoff timer), which also drives providers whose data progress is
-// manual. Edge-triggered: drain until EAGAIN before parking again.
+// manual. Edge-triggered: drain until EAGAIN, then fi_trywait before parking again.
 func (q *CQ) progress() {
 	defer close(q.stopped)
 	const tick = 10 * time.Millisecond // safety net against a missed edge
@@ -416,11 +419,18 @@ func (q *CQ) progress() {
 			idle = 0
 			continue
 		}
-		if q.waiter != nil {
-			// Parked until the fd fires. fi_trywait is not used: rxm's (libfabric 1.17)
-			// races with its own progress in other threads and crashes. Without it an edge
-			// that came before the drain and left nothing behind can be missed; the tick
-			// bounds what that costs.
+		if q.waiter != nil && !q.orphaned.Load() {
+			// Edge-triggered: the queue is drained; fi_trywait arms the wait object (rxm and
+			// tcp only watch their sockets once asked) or says there is more to read.
+			q.mu.Lock()
+			q.domain.quiet.Lock()
+			busy := C.rk_trywait1(q.domain.fabric.c, q.c) != 0
+			q.domain.quiet.Unlock()
+			q.mu.Unlock()
+			if busy {
+				runtime.Gosched()
+				continue
+			}
 			if _, err := q.waiter.wait(time.Now().Add(tick)); err != nil {
 				select {
 				case <-q.stop:
@@ -431,7 +441,7 @@ func (q *CQ) progress() {
 			}
 			continue
 		}
-		// No wait fd: back off from 10µs to 1ms idle, staying at 20µs while someone waits.
+		// No wait fd (or no longer usable): back off from 10µs to 1ms idle, staying at 20µs while someone waits.
 		switch {
 		case idle == 0:
 			idle = 10 * time.Microsecond

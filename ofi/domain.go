@@ -22,6 +22,11 @@ type Domain struct {
 
 	atomicMu sync.Mutex
 	atomics  map[atomicKey]error // fi_query_atomic results
+
+	// quiet is held shared around every post and CQ read in the domain and exclusively around
+	// fi_trywait: rxm's trywait (libfabric 1.17) is not safe against concurrent data-path
+	// calls and crashes when it races them.
+	quiet sync.RWMutex
 }
 
 type atomicKey struct {

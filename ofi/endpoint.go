@@ -53,12 +53,19 @@ func (d *Domain) NewEndpoint(info *Info) (*Endpoint, error) {
 func (e *Endpoint) release() error {
 	var locked []*CQ
 	for _, q := range []*CQ{e.txcq, e.rxcq} {
+		if q != nil {
+			// rxm's fi_trywait (libfabric 1.17) walks the endpoints bound to the queue and
+			// crashes on a closed one: the queue polls from now on.
+			q.orphaned.Store(true)
+		}
 		if q != nil && (len(locked) == 0 || locked[0] != q) {
 			q.mu.Lock()
 			locked = append(locked, q)
 		}
 	}
+	e.domain.quiet.Lock()
 	err := fiErr("fi_close(ep)", C.ssize_t(C.fi_close(&e.c.fid)))
+	e.domain.quiet.Unlock()
 	for _, q := range locked {
 		q.mu.Unlock()
 	}
@@ -312,16 +319,19 @@ func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int
 			}
 			return 0, ErrClosed
 		}
+		e.domain.quiet.RLock()
 		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
 			// Latency path: post and poll in one cgo call.
 			q := e.cqFor(ops[from].Kind)
 			var nc C.int
 			got = C.rk_post_drain(e.c, &cops[from], 1, &rc, q.c, &q.comps[0], C.int(len(q.comps)),
 				boolInt(q.attr.Source), 64, &nc)
+			e.domain.quiet.RUnlock()
 			q.dispatch(q.comps[:nc])
 			q.mu.Unlock()
 		} else {
 			got = C.rk_post(e.c, &cops[from], C.int(n), &rc)
+			e.domain.quiet.RUnlock()
 		}
 		e.exit()
 		for i := from + int(got); i < from+n; i++ { // not posted

@@ -223,6 +223,11 @@ static inline int rk_cancel(struct fid_ep *ep, uint64_t ctx) {
 	return (int)fi_cancel(&ep->fid, (void *)(uintptr_t)ctx);
 }
 
+static inline int rk_trywait1(struct fid_fabric *fab, struct fid_cq *cq) {
+	struct fid *f = &cq->fid;
+	return fi_trywait(fab, &f, 1);
+}
+
 static inline int rk_getwait_fd(struct fid *f, int *fd) {
 	return fi_control(f, FI_GETWAIT, fd);
 }
