@@ -284,7 +284,6 @@ func (c *ofiConn) close() error {
 	return c.closeErr
 }
 
-
 // ctxEnded reports whether err comes from a context that ended (not from the provider).
 func ctxEnded(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)

@@ -60,12 +60,12 @@ type EventKind uint32
 
 // Event kinds.
 const (
-	EventConnReq   EventKind = C.FI_CONNREQ
-	EventConnected EventKind = C.FI_CONNECTED
-	EventShutdown  EventKind = C.FI_SHUTDOWN
-	EventNotify    EventKind = C.FI_NOTIFY
-	EventMRComplete EventKind = C.FI_MR_COMPLETE
-	EventAVComplete EventKind = C.FI_AV_COMPLETE
+	EventConnReq      EventKind = C.FI_CONNREQ
+	EventConnected    EventKind = C.FI_CONNECTED
+	EventShutdown     EventKind = C.FI_SHUTDOWN
+	EventNotify       EventKind = C.FI_NOTIFY
+	EventMRComplete   EventKind = C.FI_MR_COMPLETE
+	EventAVComplete   EventKind = C.FI_AV_COMPLETE
 	EventJoinComplete EventKind = C.FI_JOIN_COMPLETE
 )
 
@@ -189,11 +189,11 @@ func (q *EQ) read() (*Event, error) {
 		return nil, ErrClosed
 	}
 	var (
-		kind            C.uint32_t
-		fid             C.uint64_t
-		info            *C.struct_fi_info
-		plen            C.size_t
-		errno, provErr  C.int
+		kind           C.uint32_t
+		fid            C.uint64_t
+		info           *C.struct_fi_info
+		plen           C.size_t
+		errno, provErr C.int
 	)
 	data := (*[256]byte)(C.malloc(256))
 	defer C.free(unsafe.Pointer(data))

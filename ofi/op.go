@@ -12,17 +12,17 @@ type OpKind int
 
 // Operation kinds.
 const (
-	OpSend          OpKind = C.RK_SEND          // fi_send / fi_senddata
-	OpRecv          OpKind = C.RK_RECV          // fi_recv
-	OpTSend         OpKind = C.RK_TSEND         // fi_tsend / fi_tsenddata
-	OpTRecv         OpKind = C.RK_TRECV         // fi_trecv
-	OpInject        OpKind = C.RK_INJECT        // fi_inject (no completion)
-	OpTInject       OpKind = C.RK_TINJECT       // fi_tinject (no completion)
-	OpRead          OpKind = C.RK_READ          // fi_read
-	OpWrite         OpKind = C.RK_WRITE         // fi_write / fi_writedata
-	OpInjectWrite   OpKind = C.RK_INJECT_WRITE  // fi_inject_write(data) (no completion)
-	OpAtomic        OpKind = C.RK_ATOMIC        // fi_atomic
-	OpFetchAtomic   OpKind = C.RK_FETCH_ATOMIC  // fi_fetch_atomic
+	OpSend          OpKind = C.RK_SEND           // fi_send / fi_senddata
+	OpRecv          OpKind = C.RK_RECV           // fi_recv
+	OpTSend         OpKind = C.RK_TSEND          // fi_tsend / fi_tsenddata
+	OpTRecv         OpKind = C.RK_TRECV          // fi_trecv
+	OpInject        OpKind = C.RK_INJECT         // fi_inject (no completion)
+	OpTInject       OpKind = C.RK_TINJECT        // fi_tinject (no completion)
+	OpRead          OpKind = C.RK_READ           // fi_read
+	OpWrite         OpKind = C.RK_WRITE          // fi_write / fi_writedata
+	OpInjectWrite   OpKind = C.RK_INJECT_WRITE   // fi_inject_write(data) (no completion)
+	OpAtomic        OpKind = C.RK_ATOMIC         // fi_atomic
+	OpFetchAtomic   OpKind = C.RK_FETCH_ATOMIC   // fi_fetch_atomic
 	OpCompareAtomic OpKind = C.RK_COMPARE_ATOMIC // fi_compare_atomic
 )
 
