@@ -113,6 +113,14 @@ func TestRunNoCommand(t *testing.T) {
 	}
 }
 
+func TestRunCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, Options{CacheDir: t.TempDir()}, []string{"true"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run with a done context: %v, want context.Canceled", err)
+	}
+}
+
 // TestRunScriptUsageError runs the installed script up to its own argument check.
 func TestRunScriptUsageError(t *testing.T) {
 	cache := filepath.Join(t.TempDir(), "cache")

@@ -36,7 +36,8 @@
 #   RDMAKIT_LAB_KERNEL_DEB  a linux-image-*.deb file to use instead
 #   RDMAKIT_LAB_MODULES     more kernel modules to load before CMD
 #   RDMAKIT_LAB_TIMEOUT     default for -t
-#   RDMAKIT_LAB_MEM (2G)  RDMAKIT_LAB_SMP (2)  RDMAKIT_LAB_ACCEL (tcg,tb-size=256)
+#   RDMAKIT_LAB_MEM (2G)  RDMAKIT_LAB_SMP (2)  RDMAKIT_LAB_ACCEL (qemu -accel: tcg,tb-size=256)
+#   RDMAKIT_LAB_APPEND      more kernel command line, e.g. for debugging the guest
 #
 # Host needs: bash, coreutils, qemu-system-x86, busybox-static, dpkg-deb, xz-utils, iproute2
 # (`ip` and `rdma`, run in the guest), apt-get on the first run; `ci/deps.sh lab` installs them.
@@ -338,7 +339,9 @@ boot=$cache/boot/$key
 if [ ! -s "$boot/initramfs.cpio" ]; then
   warn "building the lab kernel and initramfs from $(basename "$deb") (once) ..."
   build_boot "$deb" "$boot"
-  find "$cache/boot" -mindepth 1 -maxdepth 1 -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+  # keep the builds of the last three script versions used; drop builds cut short
+  ls -1dt "$cache/boot"/*/ | tail -n +4 | xargs -r rm -rf
+  find "$cache/boot" -mindepth 1 -maxdepth 1 -name '.build.*' -mmin +60 -exec rm -rf {} + || true
 fi
 touch "$boot"
 exec 9>&-
@@ -363,7 +366,7 @@ trap 'exit 129' HUP
   [ ! -s "$run/qemu.pid" ] || kill "$(cat "$run/qemu.pid")" 2>/dev/null
   sleep 1; rm -rf "$run" ) </dev/null >/dev/null 2>&1 &
 
-# go test -exec: share the directory of the test binary (test log, coverage) and -test.outputdir
+# go test -exec: share the test binary's directory (coverage data goes there) and -test.outputdir
 if [[ $1 == */go-build*/*.test ]] && [ -f "$1" ]; then rw_dirs+=("$(dirname -- "$1")"); fi
 for a in "$@"; do
   if [[ $a == -test.outputdir=/* ]] && [ -d "${a#*=}" ]; then rw_dirs+=("${a#*=}"); fi
@@ -420,8 +423,13 @@ qemu_rc=0
 wait "$qemu_pid" || qemu_rc=$?
 qemu_pid=
 
-# Unblock a cat still waiting in open() (qemu never opened its FIFO), then let both drain.
-for s in out err; do exec {fd}<> "$run/$s.out"; exec {fd}>&-; done
+# Let both relays drain; opening a FIFO for a moment unblocks a cat still waiting in open()
+# (qemu died before opening it, or the drain started after qemu's end).
+while :; do
+  for s in out err; do exec {fd}<> "$run/$s.out"; exec {fd}>&-; done
+  kill -0 "$out_pid" 2>/dev/null || kill -0 "$err_pid" 2>/dev/null || break
+  sleep 0.1
+done
 wait "$out_pid" "$err_pid" || true
 
 if [ -s "$share/rc" ]; then
@@ -431,14 +439,14 @@ log=$cache/logs/console-$(date +%Y%m%d-%H%M%S)-$$.log
 cat "$run/console.log" "$run/qemu.log" > "$log" 2>/dev/null || log=$run/console.log
 ls -1t "$cache/logs"/console-*.log 2>/dev/null | tail -n +21 | xargs -r rm -f
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-  warn "timed out after ${timeout_s}s (-t); the guest console ends with:"
+  warn "timed out after ${timeout_s}s (-t); the console log ends with:"
   tail -n 15 "$log" | sed 's/^/  | /' >&2
   warn "full console: $log"
   exit 124
 fi
 warn "the VM failed (qemu exit status $qemu_rc) before the command finished"
 [ ! -s "$share/init-error" ] || warn "guest init: $(cat "$share/init-error")"
-warn "the guest console ends with:"
+warn "the console log ends with:"
 tail -n 30 "$log" | sed 's/^/  | /' >&2
 warn "full console: $log"
 exit 125
