@@ -37,7 +37,7 @@ test-host: deps
 
 # cgo pointer rules checked at run time (GOEXPERIMENT=cgocheck2) on the cgo-heavy packages.
 test-cgocheck: deps
-	GOEXPERIMENT=cgocheck2 $(GO) test $(TESTFLAGS) ./ofi/ ./fabric/... ./internal/...
+	GOEXPERIMENT=cgocheck2 $(GO) test $(TESTFLAGS) ./ofi/ ./fabric/... ./bench/ ./internal/...
 
 # Lab: the lab's own VM tests on the host, then test binaries inside a qemu VM with kernel rxe
 # (one VM per package); there a missing RDMA device fails the test instead of skipping it.

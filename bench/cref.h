@@ -33,7 +33,11 @@ typedef struct rkb_side {
 	pthread_t thr;
 	volatile int stop;
 	int mode; // 0 progress only, 1 echo messages
+	int recv_posted;
 } rkb_side;
+
+// No loop runs longer than this: a lost completion is an error, never a hang.
+#define RKB_LIMIT_NS (60LL * 1000000000)
 
 static int64_t rkb_now(void) {
 	struct timespec ts;
@@ -103,22 +107,28 @@ static void rkb_close(rkb_side *s) {
 	memset(s, 0, sizeof *s);
 }
 
-// The target thread: progress (mode 0), or echo each 8-byte message back (mode 1).
+// The target thread: progress (mode 0), or echo each message back (mode 1). One receive is
+// kept posted across runs (recv_posted), and completions are told apart by their context.
 static void *rkb_target(void *arg) {
 	rkb_side *s = arg;
-	struct fi_cq_tagged_entry e[16];
+	struct fi_cq_tagged_entry e[16], junk[16];
 	if (s->mode == 1) {
 		while (!s->stop) {
-			while (fi_recv(s->ep, s->buf, 64, s->desc, FI_ADDR_UNSPEC, (void *)1) == -FI_EAGAIN)
-				fi_cq_read(s->cq, e, 16);
-			ssize_t n;
-			while (!s->stop && (n = fi_cq_read(s->cq, e, 1)) == -FI_EAGAIN)
-				;
-			if (s->stop) break;
-			while (fi_send(s->ep, s->buf, e[0].len, s->desc, s->peer, (void *)2) == -FI_EAGAIN)
-				fi_cq_read(s->cq, e, 16);
-			while (!s->stop && fi_cq_read(s->cq, e, 1) == -FI_EAGAIN)
-				;
+			if (!s->recv_posted) {
+				ssize_t r = fi_recv(s->ep, s->buf, 64, s->desc, FI_ADDR_UNSPEC, (void *)1);
+				if (r == 0)
+					s->recv_posted = 1;
+				else if (r != -FI_EAGAIN)
+					return NULL;
+			}
+			ssize_t n = fi_cq_read(s->cq, e, 16);
+			for (ssize_t i = 0; i < n; i++) {
+				if (e[i].op_context != (void *)1)
+					continue; // an echo's send completed
+				s->recv_posted = 0;
+				while (!s->stop && fi_send(s->ep, s->buf, e[i].len, s->desc, s->peer, (void *)2) == -FI_EAGAIN)
+					fi_cq_read(s->cq, junk, 0);
+			}
 		}
 		return NULL;
 	}
@@ -145,6 +155,8 @@ static int64_t rkb_rma(rkb_side *a, size_t size, int iters, int window, int rd) 
 	int posted = 0, done = 0;
 	int64_t t0 = rkb_now();
 	while (done < iters) {
+		if (rkb_now() - t0 > RKB_LIMIT_NS)
+			return -FI_ETIMEDOUT;
 		while (posted < iters && posted - done < window) {
 			ssize_t r;
 			if (rd) {
@@ -182,6 +194,8 @@ static int64_t rkb_pingpong(rkb_side *a, size_t size, int iters) {
 		if (r) return r;
 		int got = 0;
 		while (got < 2) {
+			if (rkb_now() - t0 > RKB_LIMIT_NS)
+				return -FI_ETIMEDOUT;
 			ssize_t n = fi_cq_read(a->cq, e, 4);
 			if (n > 0) got += n;
 			else if (n != -FI_EAGAIN) return n;
@@ -199,6 +213,8 @@ static int64_t rkb_fadd(rkb_side *a, int iters, int window) {
 	int posted = 0, done = 0;
 	int64_t t0 = rkb_now();
 	while (done < iters) {
+		if (rkb_now() - t0 > RKB_LIMIT_NS)
+			return -FI_ETIMEDOUT;
 		while (posted < iters && posted - done < window) {
 			ssize_t r = fi_fetch_atomic(a->ep, operand, 1, a->desc, result + (posted % 64), a->desc,
 						    a->peer, a->raddr, a->rkey, FI_UINT64, FI_SUM, (void *)4);

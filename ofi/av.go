@@ -60,7 +60,9 @@ func (a *AV) Insert(addr []byte) (Addr, error) {
 	ca := C.CBytes(addr)
 	defer C.free(ca)
 	var out C.fi_addr_t
+	a.domain.quiet.RLock()
 	rc := C.fi_av_insert(a.c, ca, 1, &out, 0, nil)
+	a.domain.quiet.RUnlock()
 	if rc != 1 {
 		if rc >= 0 {
 			rc = -C.FI_EINVAL
@@ -79,7 +81,9 @@ func (a *AV) InsertService(node, service string) (Addr, error) {
 	defer C.free(unsafe.Pointer(cn))
 	defer C.free(unsafe.Pointer(cs))
 	var out C.fi_addr_t
+	a.domain.quiet.RLock()
 	rc := C.fi_av_insertsvc(a.c, cn, cs, &out, 0, nil)
+	a.domain.quiet.RUnlock()
 	if rc != 1 {
 		if rc >= 0 {
 			rc = -C.FI_EINVAL

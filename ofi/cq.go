@@ -104,15 +104,18 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 	ca.format = C.FI_CQ_FORMAT_TAGGED
 	ca.wait_obj = C.FI_WAIT_NONE
 	var rc C.int = -1
+	d.quiet.RLock()
 	if !attr.NoWaitFD {
 		ca.wait_obj = C.FI_WAIT_FD
 		rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
 	}
 	if rc != 0 {
 		ca.wait_obj = C.FI_WAIT_NONE
-		if rc = C.fi_cq_open(d.c, &ca, &q.c, nil); rc != 0 {
-			return nil, fiErr("fi_cq_open", C.ssize_t(rc))
-		}
+		rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
+	}
+	d.quiet.RUnlock()
+	if rc != 0 {
+		return nil, fiErr("fi_cq_open", C.ssize_t(rc))
 	}
 	if ca.wait_obj == C.FI_WAIT_FD {
 		var fd C.int
@@ -173,7 +176,9 @@ func (q *CQ) release() error {
 	if q.waiter != nil {
 		q.waiter.close()
 	}
+	q.domain.quiet.Lock()
 	err := fiErr("fi_close(cq)", C.ssize_t(C.fi_close(&q.c.fid)))
+	q.domain.quiet.Unlock()
 	q.scratchMR.Close()
 	q.scratch.Free()
 	return err

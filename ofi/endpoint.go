@@ -38,7 +38,10 @@ func (d *Domain) NewEndpoint(info *Info) (*Endpoint, error) {
 		return nil, ErrClosed
 	}
 	e := &Endpoint{domain: d, info: info}
-	if rc := C.fi_endpoint(d.c, info.c, &e.c, nil); rc != 0 {
+	d.quiet.RLock()
+	rc := C.fi_endpoint(d.c, info.c, &e.c, nil)
+	d.quiet.RUnlock()
+	if rc != 0 {
 		return nil, fmt.Errorf("provider %s: %w", info.Provider(), fiErr("fi_endpoint", C.ssize_t(rc)))
 	}
 	if err := e.init(&d.node, rankEndpoint, e.release); err != nil {
@@ -83,7 +86,7 @@ func (e *Endpoint) BindCQ(cq *CQ, flags uint64) error {
 	if e.isClosed() || cq.isClosed() {
 		return ErrClosed
 	}
-	if rc := C.fi_ep_bind(e.c, &cq.c.fid, C.uint64_t(flags)); rc != 0 {
+	if rc := e.ctl(func() C.int { return C.fi_ep_bind(e.c, &cq.c.fid, C.uint64_t(flags)) }); rc != 0 {
 		return fiErr("fi_ep_bind(cq)", C.ssize_t(rc))
 	}
 	if flags&BindTransmit != 0 {
@@ -100,7 +103,7 @@ func (e *Endpoint) BindAV(av *AV) error {
 	if e.isClosed() || av.isClosed() {
 		return ErrClosed
 	}
-	if rc := C.fi_ep_bind(e.c, &av.c.fid, 0); rc != 0 {
+	if rc := e.ctl(func() C.int { return C.fi_ep_bind(e.c, &av.c.fid, 0) }); rc != 0 {
 		return fiErr("fi_ep_bind(av)", C.ssize_t(rc))
 	}
 	e.av = av
@@ -112,7 +115,7 @@ func (e *Endpoint) BindEQ(eq *EQ) error {
 	if e.isClosed() || eq.isClosed() {
 		return ErrClosed
 	}
-	if rc := C.fi_ep_bind(e.c, &eq.c.fid, 0); rc != 0 {
+	if rc := e.ctl(func() C.int { return C.fi_ep_bind(e.c, &eq.c.fid, 0) }); rc != 0 {
 		return fiErr("fi_ep_bind(eq)", C.ssize_t(rc))
 	}
 	e.eq = eq
@@ -125,7 +128,7 @@ func (e *Endpoint) BindCntr(c *Cntr, events Access) error {
 	if e.isClosed() || c.isClosed() {
 		return ErrClosed
 	}
-	return fiErr("fi_ep_bind(cntr)", C.ssize_t(C.fi_ep_bind(e.c, &c.c.fid, C.uint64_t(events))))
+	return fiErr("fi_ep_bind(cntr)", C.ssize_t(e.ctl(func() C.int { return C.fi_ep_bind(e.c, &c.c.fid, C.uint64_t(events)) })))
 }
 
 // Enable enables the endpoint once its queues are bound.
@@ -133,7 +136,7 @@ func (e *Endpoint) Enable() error {
 	if e.isClosed() {
 		return ErrClosed
 	}
-	if err := fiErr("fi_enable", C.ssize_t(C.fi_enable(e.c))); err != nil {
+	if err := fiErr("fi_enable", C.ssize_t(e.ctl(func() C.int { return C.fi_enable(e.c) }))); err != nil {
 		return err
 	}
 	for _, q := range []*CQ{e.txcq, e.rxcq} {
@@ -174,7 +177,7 @@ func (e *Endpoint) Connect(addr, priv []byte) error {
 	ca, cp := cbytes(addr), cbytes(priv)
 	defer C.free(ca)
 	defer C.free(cp)
-	return fiErr("fi_connect", C.ssize_t(C.fi_connect(e.c, ca, cp, C.size_t(len(priv)))))
+	return fiErr("fi_connect", C.ssize_t(e.ctl(func() C.int { return C.fi_connect(e.c, ca, cp, C.size_t(len(priv))) })))
 }
 
 // Accept accepts the connection request the endpoint was created for, with private data.
@@ -184,7 +187,7 @@ func (e *Endpoint) Accept(priv []byte) error {
 	}
 	cp := cbytes(priv)
 	defer C.free(cp)
-	return fiErr("fi_accept", C.ssize_t(C.fi_accept(e.c, cp, C.size_t(len(priv)))))
+	return fiErr("fi_accept", C.ssize_t(e.ctl(func() C.int { return C.fi_accept(e.c, cp, C.size_t(len(priv))) })))
 }
 
 // Shutdown shuts a connected endpoint down; the peer sees EventShutdown.
@@ -192,7 +195,7 @@ func (e *Endpoint) Shutdown() error {
 	if e.isClosed() {
 		return ErrClosed
 	}
-	return fiErr("fi_shutdown", C.ssize_t(C.fi_shutdown(e.c, 0)))
+	return fiErr("fi_shutdown", C.ssize_t(e.ctl(func() C.int { return C.fi_shutdown(e.c, 0) })))
 }
 
 // Close closes the endpoint; operations in flight end with ErrClosed. Idempotent.
@@ -378,7 +381,7 @@ func (e *Endpoint) finish(ctx context.Context, op *Op, id int32, keep bool) erro
 			return err
 		}
 		if op.Kind.isRecv() && e.enter() {
-			C.rk_cancel(e.c, C.uint64_t(id+1))
+			e.ctl(func() C.int { return C.rk_cancel(e.c, C.uint64_t(id+1)) })
 			e.exit()
 		}
 		op.Err = fmt.Errorf("%s: %w", op.Kind, err)
@@ -486,6 +489,14 @@ func (e *Endpoint) prepare(op *Op) (C.rk_op, error) {
 		c.flags = C.uint64_t(op.Flags)
 	}
 	return c, nil
+}
+
+// ctl runs a control-path libfabric call on the endpoint shut off from fi_trywait (see
+// Domain.quiet).
+func (e *Endpoint) ctl(call func() C.int) C.int {
+	e.domain.quiet.RLock()
+	defer e.domain.quiet.RUnlock()
+	return call()
 }
 
 func uintptrOf(f *C.struct_fid) uintptr { return uintptr(unsafe.Pointer(f)) }

@@ -37,13 +37,17 @@ func (d *Domain) RegMR(buf []byte, access Access) (*MR, error) {
 	}
 	m := &MR{domain: d, buf: buf, access: access}
 	key := d.nextKey.Add(1)
+	d.quiet.RLock()
 	rc := C.fi_mr_reg(d.c, unsafe.Pointer(unsafe.SliceData(buf)), C.size_t(len(buf)), C.uint64_t(access), 0,
 		C.uint64_t(key), 0, &m.c, nil)
+	d.quiet.RUnlock()
 	if rc != 0 {
 		err := fiErr("fi_mr_reg", C.ssize_t(rc))
 		return nil, fmt.Errorf("register %d bytes: %w", len(buf), err)
 	}
 	if err := m.init(&d.node, rankMR, func() error {
+		d.quiet.RLock()
+		defer d.quiet.RUnlock()
 		return fiErr("fi_close(mr)", C.ssize_t(C.fi_close(&m.c.fid)))
 	}); err != nil {
 		C.fi_close(&m.c.fid)
