@@ -309,7 +309,16 @@ func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int
 			if busy {
 				return 0, nil // reap first
 			}
-			runtime.Gosched()
+			// Every slot is taken by other callers' operations: help reap them.
+			if e.cqFor(ops[from].Kind).poll() == 0 {
+				runtime.Gosched()
+			}
+			if ctx.Err() != nil {
+				return 0, ctxErr(ctx)
+			}
+			if e.isClosed() {
+				return 0, ErrClosed
+			}
 			continue
 		}
 		var rc C.ssize_t
