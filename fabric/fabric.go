@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 )
 
@@ -262,11 +264,18 @@ func openLocal(a Addr, opts ...Option) (*Fabric, error) {
 	return Open(a.String(), opts...)
 }
 
-// localHostFor picks the local interface address for reaching host: loopback stays loopback,
-// anything else binds to all interfaces.
+// localHostFor picks the local address for reaching host: loopback stays loopback; otherwise
+// the address the routing table would send from (a UDP "connect" sends nothing), so that
+// endpoint names carry a reachable address and the right RDMA device is chosen. If there is
+// no route, all interfaces.
 func localHostFor(host string) string {
-	if host == "localhost" || len(host) > 4 && host[:4] == "127." || host == "::1" {
+	if host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1" {
 		return host
 	}
-	return "0.0.0.0"
+	c, err := net.Dial("udp", net.JoinHostPort(host, "9"))
+	if err != nil {
+		return "0.0.0.0"
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String()
 }

@@ -76,6 +76,12 @@ func openOFI(a Addr, o options) (backend, error) {
 		b.hints.Caps &^= ofi.CapAtomic
 		infos, err = b.getinfo(a, true)
 	}
+	if errors.Is(err, ofi.ErrNoData) {
+		// verbs MSG does not offer FI_DELIVERY_COMPLETE: an RC write completes once placed
+		// at the target anyway, which is the semantics the flag asks for elsewhere.
+		b.hints.TxOpFlags = 0
+		infos, err = b.getinfo(a, true)
+	}
 	if err != nil {
 		return nil, ofiError(err)
 	}

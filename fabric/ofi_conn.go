@@ -41,11 +41,11 @@ type ofiConn struct {
 const sendSlots = 4
 
 // newConn creates the endpoint and queues of a connection and posts its receive ring.
-func (b *ofiBackend) newConn(info *ofi.Info) (c *ofiConn, err error) {
-	c = &ofiConn{b: b, peer: ofi.AddrUnspec}
+func (b *ofiBackend) newConn(info *ofi.Info) (_ *ofiConn, err error) {
+	c := &ofiConn{b: b, peer: ofi.AddrUnspec}
 	defer func() {
 		if err != nil {
-			c.close()
+			c.close() // c, not the result: a failed return has set that to nil
 			err = ofiError(err)
 		}
 	}()
@@ -180,7 +180,7 @@ func (c *ofiConn) do(ctx context.Context, ops []Op) error {
 		case OpRead, OpWrite:
 			o.Kind = ofi.OpRead
 			if op.Kind == OpWrite {
-				o.Kind, o.Flags = ofi.OpWrite, ofi.DeliveryComplete
+				o.Kind, o.Flags = ofi.OpWrite, c.b.hints.TxOpFlags
 			}
 			m := op.Mem.impl.(*ofiMemory)
 			o.Buf, o.MR = m.buf.Bytes()[op.Off:op.Off+op.Len], m.mr

@@ -476,9 +476,14 @@ func testProviderChecks(t *testing.T, listenAddr func() string) {
 			} else {
 				err = c.Read(ctx, cli, 0, tc.forge(r), roff, 64)
 			}
+			// RC (verbs): the fault is reported as what it was and, since it moves the queue
+			// pair to the error state, as a lost connection too.
+			torn := errors.Is(err, fabric.ErrConnReset)
 			switch {
+			case errors.Is(err, fabric.ErrAccess) && torn:
+				t.Logf("refused, and the queue pair went to error: %v", err)
 			case errors.Is(err, fabric.ErrAccess):
-			case errors.Is(err, fabric.ErrConnReset):
+			case torn:
 				t.Logf("transport tore the connection down: %v", err)
 			case errors.Is(err, fabric.ErrTimeout) && c.Caps().Provider == "shm":
 				// libfabric 1.17 shm never completes an operation its peer refused: the
@@ -490,7 +495,13 @@ func testProviderChecks(t *testing.T, listenAddr func() string) {
 			if !bytes.Equal(ro.Bytes(), before) {
 				t.Errorf("refused operation changed remote memory")
 			}
-			if errors.Is(err, fabric.ErrAccess) {
+			if torn && errors.Is(err, fabric.ErrAccess) {
+				// a connection that says it is lost stays lost: the next operation fails
+				// promptly instead of hanging or succeeding
+				if err := c.Read(ctxT(t), cli, 0, r, 0, 64); !errors.Is(err, fabric.ErrConnReset) {
+					t.Errorf("read after the connection was lost: %v, want ErrConnReset", err)
+				}
+			} else if errors.Is(err, fabric.ErrAccess) {
 				// the connection survives a refused operation
 				if err := c.Read(ctxT(t), cli, 0, r, 0, 64); err != nil || !bytes.Equal(cli.Bytes()[:64], before[:64]) {
 					t.Errorf("read after refused op: %v", err)
