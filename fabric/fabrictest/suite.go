@@ -559,4 +559,3 @@ func testDialNothing(t *testing.T, addr string) {
 	}
 	t.Logf("dial to nothing: %v", err)
 }
-
