@@ -42,6 +42,7 @@ type CQ struct {
 	domain *Domain
 	attr   CQAttr
 	waiter *fdWaiter // nil: poll
+	tagged bool      // FI_CQ_FORMAT_TAGGED (else FI_CQ_FORMAT_DATA)
 
 	mu    sync.Mutex  // serializes draining
 	comps []C.rk_comp // drain buffer, used under mu
@@ -101,17 +102,25 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	var ca C.struct_fi_cq_attr
 	ca.size = C.size_t(attr.Size)
-	ca.format = C.FI_CQ_FORMAT_TAGGED
 	ca.wait_obj = C.FI_WAIT_NONE
 	var rc C.int = -1
 	d.quiet.RLock()
-	if !attr.NoWaitFD {
-		ca.wait_obj = C.FI_WAIT_FD
-		rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
-	}
-	if rc != 0 {
-		ca.wait_obj = C.FI_WAIT_NONE
-		rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
+	// Tagged entries where the provider has them (verbs MSG has only data entries), a wait fd
+	// where it has one.
+	for _, format := range []C.enum_fi_cq_format{C.FI_CQ_FORMAT_TAGGED, C.FI_CQ_FORMAT_DATA} {
+		ca.format = format
+		q.tagged = format == C.FI_CQ_FORMAT_TAGGED
+		if !attr.NoWaitFD {
+			ca.wait_obj = C.FI_WAIT_FD
+			rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
+		}
+		if rc != 0 {
+			ca.wait_obj = C.FI_WAIT_NONE
+			rc = C.fi_cq_open(d.c, &ca, &q.c, nil)
+		}
+		if rc == 0 {
+			break
+		}
 	}
 	d.quiet.RUnlock()
 	if rc != 0 {
@@ -290,7 +299,7 @@ func (q *CQ) drainLocked() int {
 	total := 0
 	for {
 		q.domain.quiet.RLock()
-		n := C.rk_cq_drain(q.c, &q.comps[0], C.int(len(q.comps)), boolInt(q.attr.Source))
+		n := C.rk_cq_drain(q.c, &q.comps[0], C.int(len(q.comps)), boolInt(q.attr.Source), boolInt(q.tagged))
 		q.domain.quiet.RUnlock()
 		if n < 0 {
 			err := fiErr("fi_cq_read", C.ssize_t(n))

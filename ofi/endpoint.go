@@ -337,7 +337,7 @@ func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int
 			q := e.cqFor(ops[from].Kind)
 			var nc C.int
 			got = C.rk_post_drain(e.c, &cops[from], 1, &rc, q.c, &q.comps[0], C.int(len(q.comps)),
-				boolInt(q.attr.Source), 64, &nc)
+				boolInt(q.attr.Source), boolInt(q.tagged), 64, &nc)
 			e.domain.quiet.RUnlock()
 			q.dispatch(q.comps[:nc])
 			q.mu.Unlock()

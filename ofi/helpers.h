@@ -150,13 +150,15 @@ static inline int rk_post(struct fid_ep *ep, const rk_op *ops, int n, ssize_t *r
 // rk_cq_drain reads up to n completions (error entries decoded, with the provider's text) into
 // out. It returns the count, or a negative fi errno for a failure of the CQ itself. from selects
 // fi_cq_readfrom, which reports the source address of received messages.
-static inline int rk_cq_drain(struct fid_cq *cq, rk_comp *out, int n, int from) {
+static inline int rk_cq_drain(struct fid_cq *cq, rk_comp *out, int n, int from, int tagged) {
 	struct fi_cq_tagged_entry ent[64];
+	struct fi_cq_data_entry dent[64];
 	fi_addr_t src[64];
+	void *buf = tagged ? (void *)ent : (void *)dent;
 	int got = 0;
 	while (got < n) {
 		int want = n - got < 64 ? n - got : 64;
-		ssize_t r = from ? fi_cq_readfrom(cq, ent, want, src) : fi_cq_read(cq, ent, want);
+		ssize_t r = from ? fi_cq_readfrom(cq, buf, want, src) : fi_cq_read(cq, buf, want);
 		if (r == -FI_EAGAIN)
 			break;
 		if (r == -FI_EAVAIL) {
@@ -184,6 +186,17 @@ static inline int rk_cq_drain(struct fid_cq *cq, rk_comp *out, int n, int from) 
 		}
 		if (r < 0)
 			return got ? got : (int)r;
+		if (!tagged) { // widen data entries into tagged ones (tag 0)
+			for (ssize_t i = r - 1; i >= 0; i--) {
+				struct fi_cq_data_entry d = dent[i];
+				ent[i].op_context = d.op_context;
+				ent[i].flags = d.flags;
+				ent[i].len = d.len;
+				ent[i].buf = d.buf;
+				ent[i].data = d.data;
+				ent[i].tag = 0;
+			}
+		}
 		for (ssize_t i = 0; i < r; i++) {
 			rk_comp *c = &out[got++];
 			c->ctx = (uint64_t)(uintptr_t)ent[i].op_context;
@@ -205,12 +218,12 @@ static inline int rk_cq_drain(struct fid_cq *cq, rk_comp *out, int n, int from) 
 // rk_post_drain posts ops like rk_post, then polls cq up to spins times until at least one
 // completion arrives: the latency path of a blocking call, in one cgo call.
 static inline int rk_post_drain(struct fid_ep *ep, const rk_op *ops, int n, ssize_t *rc,
-				struct fid_cq *cq, rk_comp *out, int max, int from, int spins,
-				int *ncomp) {
+				struct fid_cq *cq, rk_comp *out, int max, int from, int tagged,
+				int spins, int *ncomp) {
 	int posted = rk_post(ep, ops, n, rc);
 	int got = 0;
 	for (int i = 0; i < spins; i++) {
-		got = rk_cq_drain(cq, out, max, from);
+		got = rk_cq_drain(cq, out, max, from, tagged);
 		if (got != 0)
 			break;
 	}
