@@ -472,7 +472,9 @@ func testProviderChecks(t *testing.T, listenAddr func() string) {
 				roff = 1 << 20
 			}
 			if tc.write {
-				err = c.Write(ctx, cli, 0, tc.forge(r), roff, 64)
+				// a whole region, beyond any inject size: providers complete small writes
+				// early (verbs;ofi_rxm injects them) and would report a refusal only later
+				err = c.Write(ctx, cli, 0, tc.forge(r), roff, 8192)
 			} else {
 				err = c.Read(ctx, cli, 0, tc.forge(r), roff, 64)
 			}
