@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Conn is a connection to one peer. Its methods are safe for concurrent use.
@@ -13,9 +14,9 @@ type Conn struct {
 	caps       Caps
 	ownsFabric bool
 
-	mu     sync.RWMutex // shared by operations, exclusive by Close
-	closed bool
-	err    error
+	closed    atomic.Bool
+	closeOnce sync.Once
+	err       error
 }
 
 // Caps is what the connection's transport can do.
@@ -29,35 +30,31 @@ func (c *Conn) RemoteAddr() string { return c.impl.remoteAddr() }
 
 // Close closes the connection; operations in flight end with an error. If the connection was
 // made by the package-level Dial, its fabric is closed too. Idempotent.
+// Calls waiting on the connection (a Recv, a batch in flight) return ErrClosed at once.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return c.err
-	}
-	c.closed = true
-	c.err = c.impl.close()
-	c.mu.Unlock()
-	c.f.forget(c)
-	if c.ownsFabric {
-		if err := c.f.Close(); c.err == nil {
-			c.err = err
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.err = c.impl.close() // the backend wakes its waiters
+		c.f.forget(c)
+		if c.ownsFabric {
+			if err := c.f.Close(); c.err == nil {
+				c.err = err
+			}
 		}
-	}
+	})
 	return c.err
 }
 
-// enter takes the connection for one call; leave must follow.
+// enter starts one call on the connection; leave must follow. Backends make their own calls
+// safe against a concurrent close.
 func (c *Conn) enter() error {
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
+	if c.closed.Load() {
 		return ErrClosed
 	}
 	return nil
 }
 
-func (c *Conn) leave() { c.mu.RUnlock() }
+func (c *Conn) leave() {}
 
 // Do runs a batch of one-sided operations: they are posted together, as many in flight as the
 // queue allows, and Do returns when all have finished, with each op's Result and Err set; the

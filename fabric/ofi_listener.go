@@ -114,7 +114,11 @@ func (l *ofiListener) acceptRDM(ctx context.Context) (connImpl, error) {
 		}
 		name, err := c.name()
 		if err == nil {
-			err = c.send(ctx, handshake{kind: welcomeKind, name: name}.marshal())
+			// A dialer that gave up never takes its welcome: do not let it hold up the
+			// hellos queued behind it.
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err = c.send(wctx, handshake{kind: welcomeKind, name: name}.marshal())
+			cancel()
 		}
 		if err != nil {
 			c.close()

@@ -455,15 +455,18 @@ func (q *CQ) progress() {
 			}
 			continue
 		}
-		// No wait fd (or no longer usable): back off from 10µs to 1ms idle, staying at 20µs while someone waits.
+		// No wait fd (or no longer usable): back off from 10µs to 100µs, staying at 20µs while
+		// someone waits. Not further: a provider without a wait fd (shm) serves peers' RMA
+		// only when polled, and an idle-looking queue may be the target of a transfer.
 		switch {
 		case idle == 0:
 			idle = 10 * time.Microsecond
 		case q.parked.Load() > 0:
 			idle = 20 * time.Microsecond
-		case idle < time.Millisecond:
+		case idle < 100*time.Microsecond:
 			idle *= 2
 		}
+
 		t := time.NewTimer(idle)
 		select {
 		case <-q.stop:
