@@ -32,7 +32,10 @@ type ofiConn struct {
 	smr    *ofi.MR
 	sslots chan int
 
-	gone      atomic.Bool // the peer shut the connection down
+	gone      atomic.Bool   // the peer shut the connection down
+	life      sync.RWMutex  // shared by calls using the conn's buffers, exclusive by close
+	dead      atomic.Bool   // close has begun
+	closedCh  chan struct{} // closed when close begins
 	closeOnce sync.Once
 	closeErr  error
 	stopEQ    context.CancelFunc
@@ -42,7 +45,7 @@ const sendSlots = 4
 
 // newConn creates the endpoint and queues of a connection and posts its receive ring.
 func (b *ofiBackend) newConn(info *ofi.Info) (_ *ofiConn, err error) {
-	c := &ofiConn{b: b, peer: ofi.AddrUnspec}
+	c := &ofiConn{b: b, peer: ofi.AddrUnspec, closedCh: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			c.close() // c, not the result: a failed return has set that to nil
@@ -167,7 +170,30 @@ func (c *ofiConn) fail(err error) error {
 	return ofiError(err)
 }
 
+// use starts a call that touches the connection's endpoint or buffers; c.life.RUnlock ends
+// it. close waits for such calls (after waking them) before it frees anything.
+func (c *ofiConn) use() error {
+	c.life.RLock()
+	if c.dead.Load() {
+		c.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
 func (c *ofiConn) do(ctx context.Context, ops []Op) error {
+	if err := c.use(); err != nil {
+		return err
+	}
+	kill, err := c.doLive(ctx, ops)
+	c.life.RUnlock()
+	if kill {
+		c.close() // operations may still be in flight: only closing takes the buffers back
+	}
+	return err
+}
+
+func (c *ofiConn) doLive(ctx context.Context, ops []Op) (kill bool, err error) {
 	var small [1]ofi.Op
 	oops := small[:0]
 	if len(ops) > 1 {
@@ -191,30 +217,35 @@ func (c *ofiConn) do(ctx context.Context, ops []Op) error {
 		}
 		oops = append(oops, o)
 	}
-	err := c.ep.Do(ctx, oops)
+	err = c.ep.Do(ctx, oops)
 	for i := range ops {
 		ops[i].Result = oops[i].Result
 		ops[i].Err = c.fail(oops[i].Err)
 	}
 	if ctxEnded(err) {
-		c.close() // operations may still be in flight: only closing takes the buffers back
-		return fmt.Errorf("%w (connection closed)", c.fail(err))
+		return true, fmt.Errorf("%w (connection closed)", c.fail(err))
 	}
-	return c.fail(err)
+	return false, c.fail(err)
 }
 
 func (c *ofiConn) send(ctx context.Context, msg []byte) error {
 	var slot int
 	select {
 	case slot = <-c.sslots:
+	case <-c.closedCh:
+		return ErrClosed
 	case <-ctx.Done():
 		return ofiError(ctx.Err())
+	}
+	if err := c.use(); err != nil {
+		return err
 	}
 	n := c.b.opt.maxMessage
 	buf := c.sbuf.Bytes()[slot*n : slot*n+len(msg)]
 	copy(buf, msg)
 	ops := []ofi.Op{{Kind: ofi.OpSend, Buf: buf, MR: c.smr, Peer: c.peer}}
 	err := c.ep.Do(ctx, ops)
+	c.life.RUnlock()
 	if ctxEnded(err) {
 		c.close() // the buffer may still be in flight
 		return fmt.Errorf("%w (connection closed)", c.fail(err))
@@ -226,6 +257,10 @@ func (c *ofiConn) send(ctx context.Context, msg []byte) error {
 func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if err := c.use(); err != nil {
+		return 0, err
+	}
+	defer c.life.RUnlock()
 	i := c.rhead
 	op := &c.rops[i]
 	if err := c.ep.Wait(ctx, op, c.rtickets[i]); err != nil {
@@ -251,13 +286,17 @@ func (c *ofiConn) remoteAddr() string { return c.remote }
 // close closes the endpoint first, then its queues and buffers. Idempotent.
 func (c *ofiConn) close() error {
 	c.closeOnce.Do(func() {
+		c.dead.Store(true)
+		close(c.closedCh)
 		if c.stopEQ != nil {
 			c.stopEQ()
 		}
 		var errs []error
 		if c.ep != nil {
-			errs = append(errs, c.ep.Close())
+			errs = append(errs, c.ep.Close()) // wakes calls waiting on it
 		}
+		c.life.Lock() // the calls using the buffers have left
+		defer c.life.Unlock()
 		if c.cq != nil {
 			errs = append(errs, c.cq.Close())
 		}
