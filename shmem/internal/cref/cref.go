@@ -1,0 +1,265 @@
+// Package cref is the C reference loop of the shmem benchmarks: the same libfabric atomic calls
+// the Go path makes (fi_fetch_atomic for fetch-add, fi_compare_atomic for compare-and-swap and
+// masked swap, on uint64), issued by plain C against a segment member served by Go, in batches
+// (post depth, reap depth) like Segment.Do. Its endpoints are its own: one fabric, domain,
+// completion queue and RDM endpoint per thread, busy-polling its completion queue.
+package cref
+
+/*
+#cgo pkg-config: libfabric
+#include <glob.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <rdma/fabric.h>
+#include <rdma/fi_atomic.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_eq.h>
+
+enum { CREF_FADD = 1, CREF_CSWAP = 2, CREF_MSWAP = 3 };
+
+typedef struct {
+	const char *prov, *node, *service;
+	uint64_t raddr, key;
+	int kind, depth;
+	uint64_t nops;
+	// outputs
+	uint64_t done;
+	int err;
+	char msg[160];
+	// internal
+	struct fi_info *info;
+	struct fid_fabric *fab;
+	struct fid_domain *dom;
+	struct fid_cq *cq;
+	struct fid_av *av;
+	struct fid_ep *ep;
+	struct fid_mr *mr;
+	uint64_t *buf; // operand, compare, result: depth words each
+	fi_addr_t peer;
+} cref_job;
+
+static int cref_fail(cref_job *j, const char *what, long rc) {
+	j->err = (int)(rc < 0 ? -rc : rc);
+	snprintf(j->msg, sizeof j->msg, "%s: %s (%ld)", what, fi_strerror(j->err), rc);
+	return -1;
+}
+
+static void cref_close(cref_job *j) {
+	if (j->ep) fi_close(&j->ep->fid);
+	if (j->mr) fi_close(&j->mr->fid);
+	if (j->av) fi_close(&j->av->fid);
+	if (j->cq) fi_close(&j->cq->fid);
+	if (j->dom) fi_close(&j->dom->fid);
+	if (j->fab) fi_close(&j->fab->fid);
+	if (j->info) fi_freeinfo(j->info);
+	free(j->buf);
+}
+
+static int cref_setup(cref_job *j) {
+	struct fi_info *hints = fi_allocinfo();
+	hints->caps = FI_MSG | FI_RMA | FI_ATOMIC;
+	hints->ep_attr->type = FI_EP_RDM;
+	hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+	hints->domain_attr->threading = FI_THREAD_DOMAIN;
+	hints->fabric_attr->prov_name = strdup(j->prov);
+	int rc = fi_getinfo(FI_VERSION(1, 17), j->node, j->service, 0, hints, &j->info);
+	fi_freeinfo(hints);
+	if (rc) return cref_fail(j, "fi_getinfo", rc);
+	if ((rc = fi_fabric(j->info->fabric_attr, &j->fab, NULL))) return cref_fail(j, "fi_fabric", rc);
+	if ((rc = fi_domain(j->fab, j->info, &j->dom, NULL))) return cref_fail(j, "fi_domain", rc);
+	struct fi_cq_attr ca = { .size = (size_t)j->depth * 2 + 64, .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_NONE };
+	if ((rc = fi_cq_open(j->dom, &ca, &j->cq, NULL))) return cref_fail(j, "fi_cq_open", rc);
+	struct fi_av_attr aa = { .type = FI_AV_TABLE, .count = 4 };
+	if ((rc = fi_av_open(j->dom, &aa, &j->av, NULL))) return cref_fail(j, "fi_av_open", rc);
+	if ((rc = fi_endpoint(j->dom, j->info, &j->ep, NULL))) return cref_fail(j, "fi_endpoint", rc);
+	if ((rc = fi_ep_bind(j->ep, &j->cq->fid, FI_TRANSMIT | FI_RECV))) return cref_fail(j, "fi_ep_bind(cq)", rc);
+	if ((rc = fi_ep_bind(j->ep, &j->av->fid, 0))) return cref_fail(j, "fi_ep_bind(av)", rc);
+	if ((rc = fi_enable(j->ep))) return cref_fail(j, "fi_enable", rc);
+	if (fi_av_insert(j->av, j->info->dest_addr, 1, &j->peer, 0, NULL) != 1) return cref_fail(j, "fi_av_insert", -FI_EINVAL);
+	size_t n = (size_t)j->depth * 3 * sizeof(uint64_t);
+	if (posix_memalign((void **)&j->buf, 4096, n)) return cref_fail(j, "posix_memalign", -FI_ENOMEM);
+	memset(j->buf, 0, n);
+	if ((rc = fi_mr_reg(j->dom, j->buf, n, FI_READ | FI_WRITE, 0, 0, 0, &j->mr, NULL))) return cref_fail(j, "fi_mr_reg", rc);
+	return 0;
+}
+
+static ssize_t cref_post(cref_job *j, int i, uint64_t cur, uint64_t seq) {
+	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
+	void *desc = fi_mr_desc(j->mr);
+	void *ctx = (void *)(uintptr_t)(i + 1);
+	switch (j->kind) {
+	case CREF_FADD:
+		operand[i] = 1;
+		return fi_fetch_atomic(j->ep, &operand[i], 1, desc, &result[i], desc, j->peer, j->raddr, j->key,
+				       FI_UINT64, FI_SUM, ctx);
+	case CREF_CSWAP:
+		compare[i] = cur;
+		operand[i] = cur + 1;
+		return fi_compare_atomic(j->ep, &operand[i], 1, desc, &compare[i], desc, &result[i], desc, j->peer,
+					 j->raddr, j->key, FI_UINT64, FI_CSWAP, ctx);
+	default:
+		operand[i] = seq & 0xff;
+		compare[i] = 0xff;
+		return fi_compare_atomic(j->ep, &operand[i], 1, desc, &compare[i], desc, &result[i], desc, j->peer,
+					 j->raddr, j->key, FI_UINT64, FI_MSWAP, ctx);
+	}
+}
+
+static void *cref_loop(void *arg) {
+	cref_job *j = arg;
+	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
+	uint64_t cur = 0, seq = 0;
+	struct fi_cq_entry ent[64];
+	while (j->done < j->nops) {
+		int batch = j->depth;
+		if ((uint64_t)batch > j->nops - j->done) batch = (int)(j->nops - j->done);
+		for (int i = 0; i < batch;) {
+			ssize_t rc = cref_post(j, i, cur, seq);
+			if (rc == -FI_EAGAIN) { fi_cq_read(j->cq, ent, 0); continue; }
+			if (rc) { cref_fail(j, "post", rc); return NULL; }
+			i++; seq++;
+		}
+		for (int got = 0; got < batch;) {
+			ssize_t rc = fi_cq_read(j->cq, ent, 64);
+			if (rc == -FI_EAGAIN) continue;
+			if (rc == -FI_EAVAIL) {
+				struct fi_cq_err_entry e; memset(&e, 0, sizeof e);
+				fi_cq_readerr(j->cq, &e, 0);
+				cref_fail(j, "completion", e.err); return NULL;
+			}
+			if (rc < 0) { cref_fail(j, "fi_cq_read", rc); return NULL; }
+			got += (int)rc;
+		}
+		for (int i = 0; i < batch; i++) // what a local copy would learn
+			cur = result[i] == compare[i] ? operand[i] : result[i];
+		j->done += batch;
+	}
+	return NULL;
+}
+
+// cref_run runs n jobs, one thread each, and returns the wall time in ns.
+static uint64_t cref_run(cref_job *jobs, int n) {
+	pthread_t th[64];
+	struct timespec a, b;
+	for (int i = 0; i < n; i++) {
+		if (cref_setup(&jobs[i])) {
+			for (int k = 0; k <= i; k++) cref_close(&jobs[k]);
+			return 0;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, cref_loop, &jobs[i]);
+	for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	for (int i = 0; i < n; i++) cref_close(&jobs[i]);
+	return (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ull + (uint64_t)(b.tv_nsec - a.tv_nsec);
+}
+
+// cref_shm_name finds the full shm endpoint name of a listener named name (newest match).
+static int cref_shm_name(const char *name, char *out, size_t n) {
+	char pat[512];
+	snprintf(pat, sizeof pat, "/dev/shm/%s:*:*", name);
+	glob_t g;
+	if (glob(pat, 0, NULL, &g) || g.gl_pathc == 0) return -1;
+	snprintf(out, n, "%s", strrchr(g.gl_pathv[g.gl_pathc - 1], '/') + 1);
+	globfree(&g);
+	return 0;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+	"unsafe"
+
+	"github.com/rdmakit/rdmakit/fabric"
+)
+
+// Kind is the atomic the loop runs.
+type Kind int
+
+// Kinds.
+const (
+	FetchAdd    Kind = C.CREF_FADD  // fi_fetch_atomic FI_SUM
+	CompareSwap Kind = C.CREF_CSWAP // fi_compare_atomic FI_CSWAP, expecting the last value seen
+	MaskedSwap  Kind = C.CREF_MSWAP // fi_compare_atomic FI_MSWAP of the low byte
+)
+
+// Job is one run of the loop.
+type Job struct {
+	// Addr is the fabric address of the segment member whose memory is targeted (its
+	// listener), e.g. "ofi+tcp://127.0.0.1:7600".
+	Addr string
+	// Remote and Off are the targeted word.
+	Remote fabric.Remote
+	Off    uint64
+	Kind   Kind
+	// Depth is how many operations are posted before reaping them all.
+	Depth int
+	// Ops per thread; Threads run concurrently, each with its own endpoint (at most 64).
+	Ops     uint64
+	Threads int
+}
+
+// Run runs the job and returns the operations completed and the wall time of the loops (setup
+// excluded).
+func Run(j Job) (uint64, time.Duration, error) {
+	a, err := fabric.ParseAddr(j.Addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	if j.Depth <= 0 || j.Threads <= 0 || j.Threads > 64 || j.Ops == 0 {
+		return 0, 0, errors.New("cref: depth, threads (1-64) and ops must be positive")
+	}
+	prov := map[string]string{"tcp": "tcp;ofi_rxm", "sockets": "sockets", "shm": "shm", "verbs": "verbs;ofi_rxm"}[a.Provider]
+	if a.Backend != "ofi" || prov == "" || a.Options.Get("ep") == "msg" {
+		return 0, 0, fmt.Errorf("cref: %s: only ofi RDM transports", j.Addr)
+	}
+	node, service := a.Host, a.Port
+	if a.Provider == "shm" {
+		cn := C.CString(a.Host)
+		var full [512]C.char
+		rc := C.cref_shm_name(cn, &full[0], 512)
+		C.free(unsafe.Pointer(cn))
+		if rc != 0 {
+			return 0, 0, fmt.Errorf("cref: no shm endpoint named %q", a.Host)
+		}
+		node, service = C.GoString(&full[0]), ""
+	} else if ip := net.ParseIP(node); ip == nil {
+		return 0, 0, fmt.Errorf("cref: %s: want a numeric host", j.Addr)
+	}
+	jobs := (*[64]C.cref_job)(C.calloc(64, C.size_t(unsafe.Sizeof(C.cref_job{}))))
+	defer C.free(unsafe.Pointer(jobs))
+	cprov, cnode := C.CString(prov), C.CString(node)
+	defer C.free(unsafe.Pointer(cprov))
+	defer C.free(unsafe.Pointer(cnode))
+	var cservice *C.char
+	if service != "" {
+		cservice = C.CString(service)
+		defer C.free(unsafe.Pointer(cservice))
+	}
+	for i := range j.Threads {
+		jb := &jobs[i]
+		jb.prov, jb.node, jb.service = cprov, cnode, cservice
+		jb.raddr, jb.key = C.uint64_t(j.Remote.Addr+j.Off), C.uint64_t(j.Remote.Key)
+		jb.kind, jb.depth, jb.nops = C.int(j.Kind), C.int(j.Depth), C.uint64_t(j.Ops)
+	}
+	ns := C.cref_run(&jobs[0], C.int(j.Threads))
+	var done uint64
+	for i := range j.Threads {
+		if jobs[i].err != 0 {
+			return 0, 0, fmt.Errorf("cref: thread %d: %s", i, C.GoString(&jobs[i].msg[0]))
+		}
+		done += uint64(jobs[i].done)
+	}
+	return done, time.Duration(ns), nil
+}

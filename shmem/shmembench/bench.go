@@ -1,0 +1,262 @@
+// Package shmembench measures shmem's atomics beside a C reference loop that makes the same
+// libfabric calls in the same process against the same target memory: fetch-add, CSWAP and
+// masked swap, one in flight and pipelined, with no contention (one member on a word of its
+// own) and with every member on one word. `rdmakit shmem bench` and the package's Go
+// benchmarks use it.
+package shmembench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/shmem"
+	"github.com/rdmakit/rdmakit/shmem/internal/cref"
+)
+
+// Config is a benchmark run.
+type Config struct {
+	// Transport is "ofi+tcp", "ofi+sockets" or "ofi+shm" (loopback / this host).
+	Transport string
+	// Nodes is the number of in-process members (at least 2).
+	Nodes int
+	// Depth is the pipelined depth (ops posted before reaping).
+	Depth int
+	// Ops per measurement and per member.
+	Ops int
+	// Spin is the fabric's busy-poll time (fabric.WithSpin); 0 leaves the default.
+	Spin time.Duration
+}
+
+// Cluster is a set of in-process members of one segment on one transport.
+type Cluster struct {
+	Segs []*shmem.Segment
+}
+
+// NewCluster joins n members on transport ("ofi+tcp", "ofi+sockets", "ofi+shm") over loopback.
+func NewCluster(ctx context.Context, transport string, n, portion int, opts ...fabric.Option) (*Cluster, error) {
+	members := make([]string, n)
+	for i := range members {
+		a, err := MemberAddr(transport)
+		if err != nil {
+			return nil, err
+		}
+		members[i] = a
+	}
+	c := &Cluster{Segs: make([]*shmem.Segment, n)}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	name := fmt.Sprintf("shmembench-%d-%d", os.Getpid(), rand.Uint32())
+	for i := range n {
+		wg.Go(func() {
+			c.Segs[i], errs[i] = shmem.Join(ctx, shmem.Config{Name: name, Members: members, Self: i,
+				PortionSize: portion, FabricOptions: opts})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes every member.
+func (c *Cluster) Close() {
+	for _, s := range c.Segs {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// MemberAddr is a fresh loopback address for a member on transport: a free port below the
+// kernel's ephemeral range (so no member's own endpoints take it first) or a fresh shm name.
+func MemberAddr(transport string) (string, error) {
+	if transport == "ofi+shm" {
+		return fmt.Sprintf("ofi+shm://shmembench-%d-%d", os.Getpid(), rand.Uint32()), nil
+	}
+	for range 100 {
+		p := 20000 + rand.IntN(10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return fmt.Sprintf("%s://127.0.0.1:%d", transport, p), nil
+		}
+	}
+	return "", errors.New("shmembench: no free loopback port")
+}
+
+// Case is one measurement.
+type Case struct {
+	Op         shmem.OpKind // OpAdd, OpCSwap or OpMaskedSwap
+	Depth      int
+	Contention bool // every member on one word of node 0, else member 1 alone on a word of node 0
+}
+
+// String names the case as op/depth=D/contention=none|one-word.
+func (c Case) String() string {
+	w := "none"
+	if c.Contention {
+		w = "one-word"
+	}
+	return fmt.Sprintf("%s/depth=%d/contention=%s", c.Op, c.Depth, w)
+}
+
+// Result is ops/s of the Go path and of the C loop for a case.
+type Result struct {
+	Case
+	Go, C float64
+}
+
+// Ratio is Go ops/s over C ops/s.
+func (r Result) Ratio() float64 { return r.Go / r.C }
+
+var crefKind = map[shmem.OpKind]cref.Kind{shmem.OpAdd: cref.FetchAdd, shmem.OpCSwap: cref.CompareSwap,
+	shmem.OpMaskedSwap: cref.MaskedSwap}
+
+// wordFor is the word a case uses: its own per case and member (no contention) or word 0.
+func wordFor(cs Case, member int) uint64 {
+	if cs.Contention {
+		return 0
+	}
+	return 64 + 8*uint64(member)
+}
+
+// RunGo runs ops operations of the case per participating member and returns ops/s.
+func (c *Cluster) RunGo(ctx context.Context, cs Case, ops int) (float64, error) {
+	parts := []int{1}
+	if cs.Contention {
+		parts = parts[:0]
+		for i := range c.Segs {
+			parts = append(parts, i)
+		}
+	}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for k, m := range parts {
+		wg.Go(func() { errs[k] = runGo(ctx, c.Segs[m], cs, wordFor(cs, m), ops) })
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return float64(ops*len(parts)) / el.Seconds(), nil
+}
+
+func runGo(ctx context.Context, s *shmem.Segment, cs Case, off uint64, n int) error {
+	batch := make([]shmem.Op, cs.Depth)
+	var seq uint64
+	for done := 0; done < n; {
+		k := min(cs.Depth, n-done)
+		for i := range batch[:k] {
+			op := shmem.Op{Kind: cs.Op, Node: 0, Off: off}
+			switch cs.Op {
+			case shmem.OpAdd:
+				op.Value = 1
+			case shmem.OpCSwap:
+				cur, _ := s.Cached(0, off)
+				op.Value = cur + 1
+			case shmem.OpMaskedSwap:
+				op.Value, op.Arg = seq&0xff, 0xff
+			}
+			seq++
+			batch[i] = op
+		}
+		if err := s.Do(ctx, batch[:k]); err != nil {
+			return err
+		}
+		done += k
+	}
+	return nil
+}
+
+// RunC runs the C loop for the case: one thread (no contention) or one per member (one word),
+// each with its own endpoint, ops operations each, and returns ops/s.
+func (c *Cluster) RunC(cs Case, ops int) (float64, error) {
+	r, err := c.Segs[0].Descriptor(0)
+	if err != nil {
+		return 0, err
+	}
+	threads, off := 1, wordFor(cs, len(c.Segs)+1) // a word of its own
+	if cs.Contention {
+		threads, off = len(c.Segs), 0
+	}
+	n, el, err := cref.Run(cref.Job{Addr: c.Segs[0].Addr(), Remote: r, Off: off, Kind: crefKind[cs.Op],
+		Depth: cs.Depth, Ops: uint64(ops), Threads: threads})
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / el.Seconds(), nil
+}
+
+// Cases is every case at the given pipelined depth.
+func Cases(depth int) []Case {
+	var out []Case
+	for _, contention := range []bool{false, true} {
+		for _, op := range []shmem.OpKind{shmem.OpAdd, shmem.OpCSwap, shmem.OpMaskedSwap} {
+			for _, d := range []int{1, depth} {
+				out = append(out, Case{Op: op, Depth: d, Contention: contention})
+			}
+		}
+	}
+	return out
+}
+
+// Run measures every case on a fresh cluster and prints a table to w (if not nil).
+func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
+	if cfg.Nodes < 2 {
+		cfg.Nodes = 2
+	}
+	if cfg.Depth < 2 {
+		cfg.Depth = 32
+	}
+	if cfg.Ops <= 0 {
+		cfg.Ops = 20000
+	}
+	var opts []fabric.Option
+	if cfg.Spin > 0 {
+		opts = append(opts, fabric.WithSpin(cfg.Spin))
+	}
+	c, err := NewCluster(ctx, cfg.Transport, cfg.Nodes, 4096, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var out []Result
+	if w != nil {
+		fmt.Fprintf(w, "%-40s %12s %12s %8s\n", "case", "go ops/s", "C ops/s", "go/C")
+	}
+	for _, cs := range Cases(cfg.Depth) {
+		g, err := c.RunGo(ctx, cs, cfg.Ops)
+		if err != nil {
+			return out, fmt.Errorf("%s: go: %w", cs, err)
+		}
+		cr, err := c.RunC(cs, cfg.Ops)
+		if err != nil {
+			return out, fmt.Errorf("%s: C: %w", cs, err)
+		}
+		r := Result{Case: cs, Go: g, C: cr}
+		out = append(out, r)
+		if w != nil {
+			fmt.Fprintf(w, "%-40s %12.0f %12.0f %8.2f\n", cs, r.Go, r.C, r.Ratio())
+		}
+	}
+	if w != nil {
+		fmt.Fprintln(w, "\npipelined / one in flight:")
+		for i := 0; i+1 < len(out); i += 2 {
+			one, pip := out[i], out[i+1]
+			fmt.Fprintf(w, "%-40s go %6.2fx  C %6.2fx\n", pip.Case, pip.Go/one.Go, pip.C/one.C)
+		}
+	}
+	return out, nil
+}
