@@ -151,13 +151,18 @@ func runProvider(ctx context.Context, prov string, cfg Config) ([]Result, error)
 			}
 			return cp.fetchAdd(iters, c.Window)
 		}
-		// calibrate on C: iterations that take about Target
+		// calibrate on the slower of the two: iterations that take about Target
 		iters := 64
 		for {
 			d, err := cRun(iters)
 			if err != nil {
 				return out, fmt.Errorf("%s: %w", c.Name(), err)
 			}
+			dg, err := goRun(iters)
+			if err != nil {
+				return out, fmt.Errorf("%s (Go): %w", c.Name(), err)
+			}
+			d = max(d, dg)
 			if d >= cfg.Target/8 || iters >= 1<<22 {
 				iters = int(math.Max(32, float64(iters)*float64(cfg.Target)/float64(max(d, 1))))
 				break
