@@ -45,16 +45,14 @@ func (c *Conn) Close() error {
 	return c.err
 }
 
-// enter starts one call on the connection; leave must follow. Backends make their own calls
-// safe against a concurrent close.
+// enter refuses calls on a closed connection. Backends make the calls they let through safe
+// against a concurrent close.
 func (c *Conn) enter() error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	return nil
 }
-
-func (c *Conn) leave() {}
 
 // Do runs a batch of one-sided operations: they are posted together, as many in flight as the
 // queue allows, and Do returns when all have finished, with each op's Result and Err set; the
@@ -68,7 +66,6 @@ func (c *Conn) Do(ctx context.Context, ops []Op) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
-	defer c.leave()
 	var mems []*Memory
 	for i := range ops {
 		if err := c.validate(&ops[i]); err != nil {
@@ -179,7 +176,6 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
-	defer c.leave()
 	return c.impl.send(ctx, msg)
 }
 
@@ -189,6 +185,5 @@ func (c *Conn) Recv(ctx context.Context, buf []byte) (int, error) {
 	if err := c.enter(); err != nil {
 		return 0, err
 	}
-	defer c.leave()
 	return c.impl.recv(ctx, buf)
 }

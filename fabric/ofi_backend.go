@@ -108,10 +108,7 @@ func openOFI(a Addr, o options) (backend, error) {
 // getinfo asks for the backend's provider at a: as the local address (source) or as a peer.
 func (b *ofiBackend) getinfo(a Addr, source bool) ([]*ofi.Info, error) {
 	node, service := a.Host, a.Port
-	if source && (service == "0" || a.Provider == "shm") {
-		service = ""
-	}
-	if !source && a.Provider == "shm" {
+	if a.Provider == "shm" || source && service == "0" { // shm has no ports; "" picks one
 		service = ""
 	}
 	return ofi.GetInfo(node, service, source, &b.hints)

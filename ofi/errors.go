@@ -55,8 +55,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	s := fmt.Sprintf("%s: %s (fi_errno %d)", e.Op, C.GoString(C.fi_strerror(C.int(e.Errno))), e.Errno)
-	if e.ProvErrno != 0 || (e.Text != "" && e.Text != C.GoString(C.fi_strerror(C.int(e.Errno)))) {
+	std := C.GoString(C.fi_strerror(C.int(e.Errno)))
+	s := fmt.Sprintf("%s: %s (fi_errno %d)", e.Op, std, e.Errno)
+	if e.ProvErrno != 0 || (e.Text != "" && e.Text != std) {
 		s += fmt.Sprintf(" [provider errno %d: %s]", e.ProvErrno, e.Text)
 	}
 	return s
