@@ -46,6 +46,11 @@ func wrapClass(err error, classes []struct{ from, to error }) error {
 			return err
 		}
 		if errors.Is(err, c.from) {
+			if c.to == ErrAccess && errors.Is(err, ofi.ErrConnReset) {
+				// RC (verbs) reports a protection fault as an I/O error that also moved
+				// the queue pair to the error state: the connection is lost as well.
+				return fmt.Errorf("%w: %w: %w", c.to, ErrConnReset, err)
+			}
 			return fmt.Errorf("%w: %w", c.to, err)
 		}
 	}

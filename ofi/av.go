@@ -51,9 +51,10 @@ func (d *Domain) OpenAV(typ AVType, count int) (*AV, error) {
 
 // Insert adds one address (as Endpoint.Name returned it) and returns its handle.
 func (a *AV) Insert(addr []byte) (Addr, error) {
-	if a.isClosed() {
+	if !a.enter() {
 		return AddrUnspec, ErrClosed
 	}
+	defer a.exit()
 	if len(addr) == 0 {
 		return AddrUnspec, fmt.Errorf("%w: empty address", ErrInvalid)
 	}
@@ -74,9 +75,10 @@ func (a *AV) Insert(addr []byte) (Addr, error) {
 
 // InsertService resolves node and service (like "127.0.0.1", "7471") into a handle.
 func (a *AV) InsertService(node, service string) (Addr, error) {
-	if a.isClosed() {
+	if !a.enter() {
 		return AddrUnspec, ErrClosed
 	}
+	defer a.exit()
 	cn, cs := C.CString(node), C.CString(service)
 	defer C.free(unsafe.Pointer(cn))
 	defer C.free(unsafe.Pointer(cs))
@@ -95,9 +97,10 @@ func (a *AV) InsertService(node, service string) (Addr, error) {
 
 // Lookup returns the address stored for a handle.
 func (a *AV) Lookup(h Addr) ([]byte, error) {
-	if a.isClosed() {
+	if !a.enter() {
 		return nil, ErrClosed
 	}
+	defer a.exit()
 	buf := C.malloc(256)
 	defer C.free(buf)
 	n := C.size_t(256)
@@ -109,16 +112,21 @@ func (a *AV) Lookup(h Addr) ([]byte, error) {
 
 // Remove drops a handle.
 func (a *AV) Remove(h Addr) error {
-	if a.isClosed() {
+	if !a.enter() {
 		return ErrClosed
 	}
+	defer a.exit()
 	ch := C.fi_addr_t(h)
 	return fiErr("fi_av_remove", C.ssize_t(C.fi_av_remove(a.c, &ch, 1, 0)))
 }
 
 // String renders an address in the provider's text form (fi_av_straddr).
 func (a *AV) String(addr []byte) string {
-	if a.isClosed() || len(addr) == 0 {
+	if !a.enter() {
+		return ""
+	}
+	defer a.exit()
+	if len(addr) == 0 {
 		return ""
 	}
 	ca := C.CBytes(addr)

@@ -40,33 +40,37 @@ func (d *Domain) OpenCntr() (*Cntr, error) {
 
 // Read is the number of successful completions counted (reading drives progress).
 func (c *Cntr) Read() uint64 {
-	if c.isClosed() {
+	if !c.enter() {
 		return 0
 	}
+	defer c.exit()
 	return uint64(C.fi_cntr_read(c.c))
 }
 
 // ReadErr is the number of failed operations counted.
 func (c *Cntr) ReadErr() uint64 {
-	if c.isClosed() {
+	if !c.enter() {
 		return 0
 	}
+	defer c.exit()
 	return uint64(C.fi_cntr_readerr(c.c))
 }
 
 // Add adds v to the counter.
 func (c *Cntr) Add(v uint64) error {
-	if c.isClosed() {
+	if !c.enter() {
 		return ErrClosed
 	}
+	defer c.exit()
 	return fiErr("fi_cntr_add", C.ssize_t(C.fi_cntr_add(c.c, C.uint64_t(v))))
 }
 
 // Set sets the counter to v.
 func (c *Cntr) Set(v uint64) error {
-	if c.isClosed() {
+	if !c.enter() {
 		return ErrClosed
 	}
+	defer c.exit()
 	return fiErr("fi_cntr_set", C.ssize_t(C.fi_cntr_set(c.c, C.uint64_t(v))))
 }
 

@@ -83,11 +83,8 @@ func (e *Endpoint) Domain() *Domain { return e.domain }
 
 // BindCQ binds cq for transmit and/or receive completions (BindTransmit|BindRecv).
 func (e *Endpoint) BindCQ(cq *CQ, flags uint64) error {
-	if e.isClosed() || cq.isClosed() {
-		return ErrClosed
-	}
-	if rc := e.ctl(func() C.int { return C.fi_ep_bind(e.c, &cq.c.fid, C.uint64_t(flags)) }); rc != 0 {
-		return fiErr("fi_ep_bind(cq)", C.ssize_t(rc))
+	if err := e.ctl("fi_ep_bind(cq)", &cq.node, func() C.int { return C.fi_ep_bind(e.c, &cq.c.fid, C.uint64_t(flags)) }); err != nil {
+		return err
 	}
 	if flags&BindTransmit != 0 {
 		e.txcq = cq
@@ -100,11 +97,8 @@ func (e *Endpoint) BindCQ(cq *CQ, flags uint64) error {
 
 // BindAV binds an address vector (RDM and DGRAM endpoints).
 func (e *Endpoint) BindAV(av *AV) error {
-	if e.isClosed() || av.isClosed() {
-		return ErrClosed
-	}
-	if rc := e.ctl(func() C.int { return C.fi_ep_bind(e.c, &av.c.fid, 0) }); rc != 0 {
-		return fiErr("fi_ep_bind(av)", C.ssize_t(rc))
+	if err := e.ctl("fi_ep_bind(av)", &av.node, func() C.int { return C.fi_ep_bind(e.c, &av.c.fid, 0) }); err != nil {
+		return err
 	}
 	e.av = av
 	return nil
@@ -112,11 +106,8 @@ func (e *Endpoint) BindAV(av *AV) error {
 
 // BindEQ binds an event queue (connection events of MSG endpoints).
 func (e *Endpoint) BindEQ(eq *EQ) error {
-	if e.isClosed() || eq.isClosed() {
-		return ErrClosed
-	}
-	if rc := e.ctl(func() C.int { return C.fi_ep_bind(e.c, &eq.c.fid, 0) }); rc != 0 {
-		return fiErr("fi_ep_bind(eq)", C.ssize_t(rc))
+	if err := e.ctl("fi_ep_bind(eq)", &eq.node, func() C.int { return C.fi_ep_bind(e.c, &eq.c.fid, 0) }); err != nil {
+		return err
 	}
 	e.eq = eq
 	return nil
@@ -125,18 +116,12 @@ func (e *Endpoint) BindEQ(eq *EQ) error {
 // BindCntr binds a counter for the events in flags (FI_SEND, FI_RECV, FI_READ, FI_WRITE,
 // FI_REMOTE_READ, FI_REMOTE_WRITE as Access bits).
 func (e *Endpoint) BindCntr(c *Cntr, events Access) error {
-	if e.isClosed() || c.isClosed() {
-		return ErrClosed
-	}
-	return fiErr("fi_ep_bind(cntr)", C.ssize_t(e.ctl(func() C.int { return C.fi_ep_bind(e.c, &c.c.fid, C.uint64_t(events)) })))
+	return e.ctl("fi_ep_bind(cntr)", &c.node, func() C.int { return C.fi_ep_bind(e.c, &c.c.fid, C.uint64_t(events)) })
 }
 
 // Enable enables the endpoint once its queues are bound.
 func (e *Endpoint) Enable() error {
-	if e.isClosed() {
-		return ErrClosed
-	}
-	if err := fiErr("fi_enable", C.ssize_t(e.ctl(func() C.int { return C.fi_enable(e.c) }))); err != nil {
+	if err := e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) }); err != nil {
 		return err
 	}
 	for _, q := range []*CQ{e.txcq, e.rxcq} {
@@ -149,9 +134,10 @@ func (e *Endpoint) Enable() error {
 
 // Name is the endpoint's address in the provider's format (fi_getname), to hand to peers.
 func (e *Endpoint) Name() ([]byte, error) {
-	if e.isClosed() {
+	if !e.enter() {
 		return nil, ErrClosed
 	}
+	defer e.exit()
 	return getname(&e.c.fid)
 }
 
@@ -168,34 +154,25 @@ func getname(f *C.struct_fid) ([]byte, error) {
 // Connect starts connecting a MSG endpoint to addr (nil: the info's destination) with
 // private data; the outcome arrives on the bound EQ as EventConnected or an error.
 func (e *Endpoint) Connect(addr, priv []byte) error {
-	if e.isClosed() {
-		return ErrClosed
-	}
 	if addr == nil {
 		addr = e.info.DestAddr()
 	}
 	ca, cp := cbytes(addr), cbytes(priv)
 	defer C.free(ca)
 	defer C.free(cp)
-	return fiErr("fi_connect", C.ssize_t(e.ctl(func() C.int { return C.fi_connect(e.c, ca, cp, C.size_t(len(priv))) })))
+	return e.ctl("fi_connect", nil, func() C.int { return C.fi_connect(e.c, ca, cp, C.size_t(len(priv))) })
 }
 
 // Accept accepts the connection request the endpoint was created for, with private data.
 func (e *Endpoint) Accept(priv []byte) error {
-	if e.isClosed() {
-		return ErrClosed
-	}
 	cp := cbytes(priv)
 	defer C.free(cp)
-	return fiErr("fi_accept", C.ssize_t(e.ctl(func() C.int { return C.fi_accept(e.c, cp, C.size_t(len(priv))) })))
+	return e.ctl("fi_accept", nil, func() C.int { return C.fi_accept(e.c, cp, C.size_t(len(priv))) })
 }
 
 // Shutdown shuts a connected endpoint down; the peer sees EventShutdown.
 func (e *Endpoint) Shutdown() error {
-	if e.isClosed() {
-		return ErrClosed
-	}
-	return fiErr("fi_shutdown", C.ssize_t(e.ctl(func() C.int { return C.fi_shutdown(e.c, 0) })))
+	return e.ctl("fi_shutdown", nil, func() C.int { return C.fi_shutdown(e.c, 0) })
 }
 
 // Close closes the endpoint; operations in flight end with ErrClosed. Idempotent.
@@ -389,9 +366,9 @@ func (e *Endpoint) finish(ctx context.Context, op *Op, id int32, keep bool) erro
 		if keep && q.slots[id].state.Load() == slotPending {
 			return err
 		}
-		if op.Kind.isRecv() && e.enter() {
-			e.ctl(func() C.int { return C.rk_cancel(e.c, C.uint64_t(id+1)) })
-			e.exit()
+		if op.Kind.isRecv() {
+			// best effort: a closed endpoint has flushed the receive already
+			_ = e.ctl("fi_cancel", nil, func() C.int { return C.rk_cancel(e.c, C.uint64_t(id+1)) })
 		}
 		op.Err = fmt.Errorf("%s: %w", op.Kind, err)
 		return op.Err
@@ -502,10 +479,22 @@ func (e *Endpoint) prepare(op *Op) (C.rk_op, error) {
 
 // ctl runs a control-path libfabric call on the endpoint shut off from fi_trywait (see
 // Domain.quiet).
-func (e *Endpoint) ctl(call func() C.int) C.int {
+// ctl makes one control call on the endpoint (and on with, an object it binds, if any),
+// holding both open for the call and taking the domain's quiet lock shared.
+func (e *Endpoint) ctl(op string, with *node, call func() C.int) error {
+	if !e.enter() {
+		return ErrClosed
+	}
+	defer e.exit()
+	if with != nil {
+		if !with.enter() {
+			return ErrClosed
+		}
+		defer with.exit()
+	}
 	e.domain.quiet.RLock()
 	defer e.domain.quiet.RUnlock()
-	return call()
+	return fiErr(op, C.ssize_t(call()))
 }
 
 func uintptrOf(f *C.struct_fid) uintptr { return uintptr(unsafe.Pointer(f)) }

@@ -183,11 +183,12 @@ func (q *EQ) Read(ctx context.Context) (*Event, error) {
 
 // read returns the next event, or nil when there is none.
 func (q *EQ) read() (*Event, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
+	if !q.enter() {
 		return nil, ErrClosed
 	}
+	defer q.exit()
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	var (
 		kind           C.uint32_t
 		fid            C.uint64_t

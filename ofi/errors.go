@@ -76,7 +76,7 @@ func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrAccess:
 		return e.Errno == C.FI_EACCES || e.Errno == C.FI_EPERM || e.Errno == C.FI_EKEYREJECTED ||
-			e.Errno == C.FI_EREMOTEIO && isAccessText(e.Text)
+			(e.Errno == C.FI_EREMOTEIO || e.Errno == C.FI_EIO) && isAccessText(e.Text)
 	case ErrTimeout:
 		return e.Errno == C.FI_ETIMEDOUT
 	case ErrCanceled:
@@ -106,7 +106,8 @@ func (e *Error) Is(target error) bool {
 }
 
 // isAccessText recognizes providers that report a remote protection fault as a generic
-// remote I/O error with a telling text.
+// (remote) I/O error with a telling text: verbs reports IBV_WC_REM_ACCESS_ERR as FI_EIO,
+// "remote access error".
 func isAccessText(s string) bool {
 	s = strings.ToLower(s)
 	return strings.Contains(s, "access") || strings.Contains(s, "key") || strings.Contains(s, "protection")

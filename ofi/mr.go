@@ -58,17 +58,23 @@ func (d *Domain) RegMR(buf []byte, access Access) (*MR, error) {
 
 // Bind binds the region to an endpoint (needed when the domain's mr_mode has FI_MR_ENDPOINT).
 func (m *MR) Bind(ep *Endpoint) error {
-	if m.isClosed() || ep.isClosed() {
+	if !m.enter() {
 		return ErrClosed
 	}
+	defer m.exit()
+	if !ep.enter() {
+		return ErrClosed
+	}
+	defer ep.exit()
 	return fiErr("fi_mr_bind", C.ssize_t(C.fi_mr_bind(m.c, &ep.c.fid, 0)))
 }
 
 // Enable enables a region bound with Bind.
 func (m *MR) Enable() error {
-	if m.isClosed() {
+	if !m.enter() {
 		return ErrClosed
 	}
+	defer m.exit()
 	return fiErr("fi_mr_enable", C.ssize_t(C.fi_mr_enable(m.c)))
 }
 

@@ -35,33 +35,41 @@ func (f *Fabric) NewPassiveEndpoint(info *Info) (*PassiveEndpoint, error) {
 
 // BindEQ binds the queue that receives connection requests.
 func (p *PassiveEndpoint) BindEQ(eq *EQ) error {
-	if p.isClosed() || eq.isClosed() {
+	if !p.enter() {
 		return ErrClosed
 	}
+	defer p.exit()
+	if !eq.enter() {
+		return ErrClosed
+	}
+	defer eq.exit()
 	return fiErr("fi_pep_bind", C.ssize_t(C.fi_pep_bind(p.c, &eq.c.fid, 0)))
 }
 
 // Listen starts listening.
 func (p *PassiveEndpoint) Listen() error {
-	if p.isClosed() {
+	if !p.enter() {
 		return ErrClosed
 	}
+	defer p.exit()
 	return fiErr("fi_listen", C.ssize_t(C.fi_listen(p.c)))
 }
 
 // Name is the listening address in the provider's format.
 func (p *PassiveEndpoint) Name() ([]byte, error) {
-	if p.isClosed() {
+	if !p.enter() {
 		return nil, ErrClosed
 	}
+	defer p.exit()
 	return getname(&p.c.fid)
 }
 
 // Reject refuses a connection request, with private data for the peer.
 func (p *PassiveEndpoint) Reject(req *Event, priv []byte) error {
-	if p.isClosed() {
+	if !p.enter() {
 		return ErrClosed
 	}
+	defer p.exit()
 	if req == nil || req.Info == nil {
 		return fmt.Errorf("%w: not a connection request", ErrInvalid)
 	}
