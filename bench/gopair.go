@@ -36,8 +36,12 @@ func openGoSide(prov string, size int, spin time.Duration) (*goSide, error) {
 	if prov == "shm" {
 		node = ""
 	}
+	caps := ofi.CapMsg | ofi.CapRMA | ofi.CapAtomic
+	if prov == "shm" {
+		caps |= ofi.CapRMAEvent // peers' RMA and atomics counted: the poller sees a busy target
+	}
 	infos, err := ofi.GetInfo(node, "", true, &ofi.Hints{Provider: prov, EPType: ofi.EPRDM,
-		Caps: ofi.CapMsg | ofi.CapRMA | ofi.CapAtomic, Threading: ofi.ThreadSafe,
+		Caps: caps, Threading: ofi.ThreadSafe,
 		MRMode: ofi.MRLocal | ofi.MRVirtAddr | ofi.MRAllocated | ofi.MRProvKey})
 	if err != nil {
 		return nil, err

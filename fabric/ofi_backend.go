@@ -71,6 +71,25 @@ func openOFI(a Addr, o options) (backend, error) {
 		Threading: ofi.ThreadSafe,
 		TxOpFlags: ofi.DeliveryComplete, // a finished write is visible at the target
 	}
+	if a.Provider == "shm" {
+		// Peers' RMA and atomics are counted, so the domain's poller knows this process is a
+		// busy target (shm has no wait fd: a target is served only while polled).
+		b.hints.Caps |= ofi.CapRMAEvent
+	}
+	switch rma := a.Options.Get("rma"); {
+	case rma == "" || rma == "fast":
+		if a.Provider == "shm" {
+			// Without FI_DELIVERY_COMPLETE, shm moves a one-piece RMA with CMA
+			// (process_vm_readv/writev) from the initiator: no round trip through the peer,
+			// which then neither waits to be polled nor checks keys or access rights (a
+			// same-user process that may use CMA can read and write the peer's memory
+			// anyway). A CMA write is in place when it completes.
+			b.hints.TxOpFlags = 0
+		}
+	case rma == "checked":
+	default:
+		return nil, fmt.Errorf("%w: rma=%q (fast or checked)", ErrBadAddress, rma)
+	}
 	infos, err := b.getinfo(a, true)
 	if errors.Is(err, ofi.ErrNoData) { // no atomics here (plain tcp MSG, say): go without
 		b.hints.Caps &^= ofi.CapAtomic

@@ -42,9 +42,14 @@ func ofiTransports(t *testing.T) map[string]fabrictest.Transport {
 			continue
 		}
 		if c.scheme == "ofi+shm" {
-			out[c.name] = fabrictest.Transport{
-				Listen:  func() string { return fmt.Sprintf("ofi+shm://rk-test-%d-%d", os.Getpid(), shmNames.Add(1)) },
-				Nothing: func() string { return fmt.Sprintf("ofi+shm://rk-nobody-%d", os.Getpid()) },
+			// Twice: RMA by CMA from the initiator (the default: keys are not checked) and
+			// through the peer, which checks them.
+			for name, query := range map[string]string{"shm": "", "shm-checked": "?rma=checked"} {
+				out[name] = fabrictest.Transport{
+					Listen:    func() string { return fmt.Sprintf("ofi+shm://rk-test-%d-%d%s", os.Getpid(), shmNames.Add(1), query) },
+					Nothing:   func() string { return fmt.Sprintf("ofi+shm://rk-nobody-%d%s", os.Getpid(), query) },
+					Unchecked: query == "",
+				}
 			}
 			continue
 		}
@@ -53,7 +58,7 @@ func ofiTransports(t *testing.T) map[string]fabrictest.Transport {
 			Nothing: func() string { return fmt.Sprintf("%s://127.0.0.1:%d%s", c.scheme, freePort(t), c.query) },
 		}
 	}
-	for _, must := range []string{"tcp-rxm", "tcp-msg", "sockets", "shm"} {
+	for _, must := range []string{"tcp-rxm", "tcp-msg", "sockets", "shm", "shm-checked"} {
 		if _, ok := out[must]; !ok {
 			t.Errorf("libfabric lacks %s: install libfabric1 with its tcp, sockets and shm providers", must)
 		}

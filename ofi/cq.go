@@ -57,6 +57,7 @@ type CQ struct {
 	parked       atomic.Int32 // goroutines parked in await
 	orphaned     atomic.Bool  // an endpoint bound to the queue closed: fi_trywait is unsafe now
 	progressOnce sync.Once
+	polled       bool // driven by the domain's poller (no wait fd), set by progressOnce
 	stop         chan struct{}
 	stopped      chan struct{}
 	failure      atomic.Pointer[error] // the CQ itself failed
@@ -156,7 +157,14 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 // startProgress starts the progress goroutine; endpoints call it when they are enabled (some
 // providers must not be driven before: rxm dereferences endpoint state Enable creates).
 func (q *CQ) startProgress() {
-	q.progressOnce.Do(func() { go q.progress() })
+	q.progressOnce.Do(func() {
+		if q.waiter == nil {
+			q.polled = true
+			q.domain.poll.add(q)
+			return
+		}
+		go q.progress()
+	})
 }
 
 func (q *CQ) releaseC() {
@@ -179,7 +187,11 @@ func (q *CQ) release() error {
 		q.waiter.kick()
 	}
 	q.progressOnce.Do(func() { close(q.stopped) }) // never started
-	<-q.stopped
+	if q.polled {
+		q.domain.poll.remove(q)
+	} else {
+		<-q.stopped
+	}
 	q.mu.Lock() // no drain in flight
 	defer q.mu.Unlock()
 	if q.waiter != nil {

@@ -27,6 +27,8 @@ type Domain struct {
 	// fi_trywait: rxm's trywait (libfabric 1.17) is not safe against concurrent data-path
 	// calls and crashes when it races them.
 	quiet sync.RWMutex
+
+	poll poller // drives the queues without a wait fd
 }
 
 type atomicKey struct {
@@ -46,6 +48,7 @@ func (f *Fabric) OpenDomain(info *Info) (*Domain, error) {
 			fiErr("fi_domain", C.ssize_t(rc)))
 	}
 	d.nextKey.Store(1)
+	d.poll.d = d
 	if err := d.init(&f.node, rankDomain, func() error {
 		return fiErr("fi_close(domain)", C.ssize_t(C.fi_close(&d.c.fid)))
 	}); err != nil {

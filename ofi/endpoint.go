@@ -121,7 +121,21 @@ func (e *Endpoint) BindCntr(c *Cntr, events Access) error {
 
 // Enable enables the endpoint once its queues are bound.
 func (e *Endpoint) Enable() error {
-	if err := e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) }); err != nil {
+	polled := e.txcq != nil && e.txcq.waiter == nil || e.rxcq != nil && e.rxcq.waiter == nil
+	if polled && e.info != nil && e.info.Caps()&CapRMAEvent != 0 {
+		// Peers' RMA and atomics leave no completion here; counted, they tell the domain's
+		// poller that this endpoint is a busy target (best effort: polling works without).
+		p := &e.domain.poll
+		p.mu.Lock()
+		if c := p.activityCntr(); c != nil {
+			_ = e.BindCntr(c, AccessRemoteRead|AccessRemoteWrite)
+		}
+		err := e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) })
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	} else if err := e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) }); err != nil {
 		return err
 	}
 	for _, q := range []*CQ{e.txcq, e.rxcq} {
@@ -308,6 +322,7 @@ func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int
 			}
 			return 0, ErrClosed
 		}
+		e.domain.poll.touch()
 		e.domain.quiet.RLock()
 		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
 			// Latency path: post and poll in one cgo call.

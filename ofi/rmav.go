@@ -84,6 +84,7 @@ func (e *Endpoint) rmav(ctx context.Context, write bool, segs []Seg, peer Addr, 
 			q.freeSlot(id)
 			return ErrClosed
 		}
+		e.domain.poll.touch()
 		e.domain.quiet.RLock()
 		rc := C.rk_rmav(e.c, boolInt(write), &iov[0], C.int(len(iov)), C.uint64_t(peer), C.uint64_t(raddr),
 			C.uint64_t(key), C.uint64_t(data), C.uint64_t(flags), C.uint64_t(id+1))

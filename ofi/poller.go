@@ -1,0 +1,210 @@
+package ofi
+
+/*
+#include "helpers.h"
+*/
+import "C"
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Polling windows of a domain's poller, measured from the last activity (a completion, a post,
+// a peer's RMA or atomic counted on the activity counter): hot, it spins yielding the CPU
+// between rounds; warm, it sleeps pollStep between rounds; cold, it wakes every pollCold or
+// when something is posted.
+const (
+	pollHot    = 2 * time.Millisecond
+	pollWarm   = 50 * time.Millisecond
+	pollStep   = 5 * time.Microsecond
+	pollCold   = time.Millisecond
+	spinBudget = 50 * time.Microsecond  // one hot cgo call
+	warmBudget = 200 * time.Microsecond // one warm cgo call
+)
+
+// poller drives the queues of a domain that have no wait fd (shm): providers with manual
+// progress serve peers' operations (messages, atomics, RMA without a fast path) only while
+// polled, so an idle-looking queue may be what a peer waits for. One goroutine per domain polls
+// all of them, as fast as the domain's recent activity warrants.
+type poller struct {
+	d       *Domain
+	mu      sync.Mutex // held for a whole round: remove waits until the queue is out of use
+	cqs     []*CQ
+	carr    unsafe.Pointer // C array of the queues' fid_cq pointers
+	running bool
+	peek    bool  // zero-count fi_cq_read peeks (util-based providers)
+	misses  int   // peeks that promised completions a drain did not find
+	promise bool  // the last spin reported something
+	cntr    *Cntr // counts peers' RMA and atomics on the domain's endpoints (FI_RMA_EVENT)
+	seen    uint64
+
+	last atomic.Int64 // monotonic ns of the last activity
+	cold atomic.Bool  // sleeping a cold interval: posts kick
+	kick chan struct{}
+}
+
+var monoBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// touch records activity and wakes a cold poller.
+func (p *poller) touch() {
+	p.last.Store(monoNow())
+	if p.cold.Load() {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// add starts polling q (and the poller, if it is not running).
+func (p *poller) add(q *CQ) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kick == nil {
+		p.kick = make(chan struct{}, 1)
+		p.peek = p.d.info.Provider() == "shm"
+	}
+	p.cqs = append(p.cqs, q)
+	p.syncC()
+	p.last.Store(monoNow())
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
+}
+
+// remove stops polling q; when it returns the poller no longer touches q.
+func (p *poller) remove(q *CQ) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.cqs {
+		if c == q {
+			p.cqs = append(p.cqs[:i], p.cqs[i+1:]...)
+			break
+		}
+	}
+	p.syncC()
+	if p.cold.Load() {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// syncC rebuilds the C array of queue pointers. p.mu is held.
+func (p *poller) syncC() {
+	if p.carr != nil {
+		C.free(p.carr)
+		p.carr = nil
+	}
+	if len(p.cqs) == 0 {
+		return
+	}
+	p.carr = C.malloc(C.size_t(len(p.cqs)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	arr := unsafe.Slice((**C.struct_fid_cq)(p.carr), len(p.cqs))
+	for i, q := range p.cqs {
+		arr[i] = q.c
+	}
+}
+
+// activityCntr is the counter endpoints bind for peers' RMA and atomics, opened on first use.
+// p.mu is held: reading the counter progresses the endpoints bound to it, so an endpoint is
+// bound and enabled in one go while the poller is out.
+func (p *poller) activityCntr() *Cntr {
+	if p.cntr == nil {
+		if c, err := p.d.OpenCntr(); err == nil {
+			p.cntr = c
+		}
+	}
+	return p.cntr
+}
+
+func (p *poller) loop() {
+	for {
+		p.mu.Lock()
+		if len(p.cqs) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		n := 0
+		for _, q := range p.cqs {
+			if q.mu.TryLock() {
+				n += q.drainLocked()
+				q.mu.Unlock()
+			} else {
+				n++ // someone else drains it: the queue is in use
+			}
+		}
+		var cntr *C.struct_fid_cntr
+		if p.cntr != nil && p.cntr.enter() {
+			cntr = p.cntr.c
+			p.d.quiet.RLock() // reading progresses the bound endpoints: none may be closing
+			v := uint64(C.fi_cntr_read(cntr))
+			p.d.quiet.RUnlock()
+			if v != p.seen {
+				p.seen = v
+				n++
+			}
+			p.cntr.exit()
+		}
+		now := monoNow()
+		if n > 0 {
+			p.last.Store(now)
+			p.promise, p.misses = false, 0
+			p.mu.Unlock()
+			continue
+		}
+		if p.promise {
+			// A peek said a queue held entries that no drain found (a failed queue, say):
+			// after a few, stop trusting peeks and poll by draining.
+			if p.misses++; p.misses > 16 {
+				p.peek = false
+			}
+			p.promise = false
+		}
+		idle := time.Duration(now - p.last.Load())
+		if idle >= pollWarm || !p.peek && idle >= pollHot {
+			p.mu.Unlock()
+			p.sleepCold()
+			continue
+		}
+		budget, step := spinBudget, time.Duration(0)
+		if idle >= pollHot {
+			budget, step = warmBudget, pollStep
+		}
+		if cntr != nil && !p.cntr.enter() {
+			cntr = nil
+		}
+		p.d.quiet.RLock()
+		got := C.rk_spin((**C.struct_fid_cq)(p.carr), C.int(len(p.cqs)), cntr, C.uint64_t(p.seen),
+			boolInt(p.peek), C.int64_t(budget), C.int64_t(step))
+		p.d.quiet.RUnlock()
+		if cntr != nil {
+			p.cntr.exit()
+		}
+		if got != 0 {
+			p.last.Store(monoNow())
+			p.promise = true
+		}
+		p.mu.Unlock()
+	}
+}
+
+// sleepCold waits a cold interval, or until a post kicks.
+func (p *poller) sleepCold() {
+	p.cold.Store(true)
+	t := time.NewTimer(pollCold)
+	select {
+	case <-p.kick:
+	case <-t.C:
+	}
+	t.Stop()
+	p.cold.Store(false)
+}
