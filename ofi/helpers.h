@@ -235,18 +235,21 @@ static inline int rk_post_drain(struct fid_ep *ep, const rk_op *ops, int n, ssiz
 }
 
 // rk_spin drives the provider's progress on queues that have no wait fd and waits, for at most
-// budget_ns, until one of them holds a completion or the activity counter moves off seen. With
-// peek, a zero-count fi_cq_read progresses a queue and tells whether entries wait without
-// consuming them (util-based providers); without it, it only pauses one step. Between rounds
-// it yields the CPU (step_ns 0) or sleeps step_ns with fine timer slack. It returns 1 when
-// something arrived (or a queue reported an error), 0 when the budget ran out.
+// rounds rounds, until one of them holds a completion or the activity counter moves off seen.
+// With peek, a zero-count fi_cq_read progresses a queue and tells whether entries wait without
+// consuming them (util-based providers); without it, a round only pauses. A round ends by
+// yielding the CPU (step_ns 0) or sleeping step_ns with fine timer slack. Calls stay short so
+// that the Go scheduler gets its P back soon. It returns 1 when something arrived (or a queue
+// reported an error), 0 otherwise.
 static inline int rk_spin(struct fid_cq **cqs, int n, struct fid_cntr *cntr, uint64_t seen,
-			  int peek, int64_t budget_ns, int64_t step_ns) {
-	struct timespec t0, now, step = {0, step_ns};
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (step_ns > 0)
+			  int peek, int rounds, int64_t step_ns) {
+	struct timespec step = {0, step_ns};
+	static __thread int slack_set;
+	if (step_ns > 0 && !slack_set) {
 		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); // this thread's sleeps: 1 µs slack
-	for (;;) {
+		slack_set = 1;
+	}
+	for (int r = 0; r < rounds; r++) {
 		if (peek) {
 			for (int i = 0; i < n; i++)
 				if (fi_cq_read(cqs[i], NULL, 0) != -FI_EAGAIN)
@@ -254,18 +257,12 @@ static inline int rk_spin(struct fid_cq **cqs, int n, struct fid_cntr *cntr, uin
 		}
 		if (cntr && fi_cntr_read(cntr) != seen)
 			return 1;
-		if (peek) {
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if ((now.tv_sec - t0.tv_sec) * 1000000000LL + (now.tv_nsec - t0.tv_nsec) >= budget_ns)
-				return 0;
-		}
 		if (step_ns > 0)
 			nanosleep(&step, NULL);
 		else
 			sched_yield();
-		if (!peek)
-			return 0;
 	}
+	return 0;
 }
 
 // rk_cancel cancels the operation posted with context ctx (receives; others finish anyway).

@@ -6,6 +6,7 @@ package ofi
 import "C"
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +22,7 @@ const (
 	pollWarm   = 50 * time.Millisecond
 	pollStep   = 5 * time.Microsecond
 	pollCold   = time.Millisecond
-	spinBudget = 50 * time.Microsecond  // one hot cgo call
-	warmBudget = 200 * time.Microsecond // one warm cgo call
+	hotRounds  = 4 // rounds per hot cgo call, each ending in sched_yield
 )
 
 // poller drives the queues of a domain that have no wait fd (shm): providers with manual
@@ -175,16 +175,16 @@ func (p *poller) loop() {
 			p.sleepCold()
 			continue
 		}
-		budget, step := spinBudget, time.Duration(0)
+		rounds, step := hotRounds, time.Duration(0)
 		if idle >= pollHot {
-			budget, step = warmBudget, pollStep
+			rounds, step = 1, pollStep
 		}
 		if cntr != nil && !p.cntr.enter() {
 			cntr = nil
 		}
 		p.d.quiet.RLock()
 		got := C.rk_spin((**C.struct_fid_cq)(p.carr), C.int(len(p.cqs)), cntr, C.uint64_t(p.seen),
-			boolInt(p.peek), C.int64_t(budget), C.int64_t(step))
+			boolInt(p.peek), C.int(rounds), C.int64_t(step))
 		p.d.quiet.RUnlock()
 		if cntr != nil {
 			p.cntr.exit()
@@ -194,6 +194,9 @@ func (p *poller) loop() {
 			p.promise = true
 		}
 		p.mu.Unlock()
+		if got == 0 && step == 0 {
+			runtime.Gosched() // hot: let waiting goroutines have the P between rounds
+		}
 	}
 }
 
