@@ -5,9 +5,11 @@
 GO        ?= go
 PKGS      ?= ./...
 # Tests that need an RDMA device run inside the lab VM (kernel rxe): whole packages, and the
-# verbs-backed tests of fabric.
+# verbs-backed tests of fabric and of the capability packages.
 LAB_PKGS  ?= ./verbs/ ./examples/...
 LAB_RUN_FABRIC ?= Verbs
+# Capability packages: their verbs tests (TestVerbs*) in the lab.
+LAB_CAP_PKGS ?= ./shmem/
 LAB       := $(CURDIR)/ci/lab/vm.sh
 TESTFLAGS ?= -count=1 -timeout 20m
 
@@ -45,7 +47,7 @@ LAB_TEST = RDMAKIT_REQUIRE_RDMA=1 GOEXPERIMENT=cgocheck2 $(GO) test -race -p 1 $
 test-lab: deps deps-lab
 	RDMAKIT_LAB_VM_TESTS=1 $(GO) test $(TESTFLAGS) ./ci/lab/
 	$(LAB_TEST) $(LAB_PKGS)
-	$(LAB_TEST) -run '$(LAB_RUN_FABRIC)' ./fabric/
+	$(LAB_TEST) -run '$(LAB_RUN_FABRIC)' ./fabric/ $(LAB_CAP_PKGS)
 
 demo: deps
 	$(GO) run ./cmd/rdmakit demo

@@ -74,8 +74,12 @@ func TestCASFallback(t *testing.T) {
 	}
 }
 
-func TestBitmapAndLock(t *testing.T) {
-	segs := cluster(t, transports[0], 2, 1024)
+func TestBitmapAndLock(t *testing.T) { testBitmapAndLock(t, transports[0]) }
+
+// testBitmapAndLock claims and releases IDs from two members' views of one bitmap, and hands a
+// lease lock from one member to the other.
+func testBitmapAndLock(t *testing.T, tr transport) {
+	segs := cluster(t, tr, 2, 1024)
 	ctx := ctxT(t, 30*time.Second)
 	a, b := segs[0], segs[1]
 	bmA, _ := a.Bitmap(1, 512, 70)

@@ -11,63 +11,66 @@ import (
 
 func TestOps(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			segs := cluster(t, tr, 2, 4096)
-			ctx := ctxT(t, 30*time.Second)
-			a := segs[0]
-			t.Logf("caps %v", a.Caps().Atomics)
-			type step struct {
-				name string
-				run  func() (uint64, error)
-				old  uint64
-				want uint64
+		t.Run(tr.name, func(t *testing.T) { testOps(t, tr) })
+	}
+}
+
+// testOps runs every word operation against both members of a two-member segment on tr.
+func testOps(t *testing.T, tr transport) {
+	segs := cluster(t, tr, 2, 4096)
+	ctx := ctxT(t, 30*time.Second)
+	a := segs[0]
+	t.Logf("caps %v", a.Caps().Atomics)
+	type step struct {
+		name string
+		run  func() (uint64, error)
+		old  uint64
+		want uint64
+	}
+	for node := range 2 {
+		const off = 64
+		for _, s := range []step{
+			{"store", func() (uint64, error) { return a.Store(ctx, node, off, 40) }, 0, 40},
+			{"fetch-add", func() (uint64, error) { return a.FetchAdd(ctx, node, off, 2) }, 40, 42},
+			{"or", func() (uint64, error) { return a.Or(ctx, node, off, 0xf00) }, 42, 0xf2a},
+			{"and", func() (uint64, error) { return a.And(ctx, node, off, 0xff0) }, 0xf2a, 0xf20},
+			{"xor", func() (uint64, error) { return a.Xor(ctx, node, off, 0x0f0) }, 0xf20, 0xfd0},
+			{"masked-swap", func() (uint64, error) { return a.MaskedSwap(ctx, node, off, 0x1234, 0x00ff) }, 0xfd0, 0xf34},
+			{"set-bits", func() (uint64, error) { return a.SetBits(ctx, node, off, 8, 4, 0x5) }, 0xf34, 0x534},
+			{"compare-swap hit", func() (uint64, error) { return a.CompareSwap(ctx, node, off, 0x534, 7) }, 0x534, 7},
+			{"compare-swap miss", func() (uint64, error) { return a.CompareSwap(ctx, node, off, 6, 9) }, 7, 7},
+			{"load", func() (uint64, error) { return a.Load(ctx, node, off) }, 7, 7},
+		} {
+			old, err := s.run()
+			if err != nil {
+				t.Fatalf("node %d %s: %v", node, s.name, err)
 			}
-			for node := range 2 {
-				const off = 64
-				for _, s := range []step{
-					{"store", func() (uint64, error) { return a.Store(ctx, node, off, 40) }, 0, 40},
-					{"fetch-add", func() (uint64, error) { return a.FetchAdd(ctx, node, off, 2) }, 40, 42},
-					{"or", func() (uint64, error) { return a.Or(ctx, node, off, 0xf00) }, 42, 0xf2a},
-					{"and", func() (uint64, error) { return a.And(ctx, node, off, 0xff0) }, 0xf2a, 0xf20},
-					{"xor", func() (uint64, error) { return a.Xor(ctx, node, off, 0x0f0) }, 0xf20, 0xfd0},
-					{"masked-swap", func() (uint64, error) { return a.MaskedSwap(ctx, node, off, 0x1234, 0x00ff) }, 0xfd0, 0xf34},
-					{"set-bits", func() (uint64, error) { return a.SetBits(ctx, node, off, 8, 4, 0x5) }, 0xf34, 0x534},
-					{"compare-swap hit", func() (uint64, error) { return a.CompareSwap(ctx, node, off, 0x534, 7) }, 0x534, 7},
-					{"compare-swap miss", func() (uint64, error) { return a.CompareSwap(ctx, node, off, 6, 9) }, 7, 7},
-					{"load", func() (uint64, error) { return a.Load(ctx, node, off) }, 7, 7},
-				} {
-					old, err := s.run()
-					if err != nil {
-						t.Fatalf("node %d %s: %v", node, s.name, err)
-					}
-					if old != s.old {
-						t.Errorf("node %d %s: old %#x, want %#x", node, s.name, old, s.old)
-					}
-					// the other member sees the result
-					if v, err := segs[1].Load(ctx, node, off); err != nil || v != s.want {
-						t.Errorf("node %d after %s: word %#x (%v), want %#x", node, s.name, v, err, s.want)
-					}
-				}
+			if old != s.old {
+				t.Errorf("node %d %s: old %#x, want %#x", node, s.name, old, s.old)
 			}
-			// CSwap against the local copy: stale copy fails and refreshes, then succeeds.
-			if _, err := segs[1].Store(ctx, 0, 8, 100); err != nil {
-				t.Fatal(err)
+			// the other member sees the result
+			if v, err := segs[1].Load(ctx, node, off); err != nil || v != s.want {
+				t.Errorf("node %d after %s: word %#x (%v), want %#x", node, s.name, v, err, s.want)
 			}
-			prev, ok, err := a.CSwap(ctx, 0, 8, 5)
-			if err != nil || ok || prev != 100 {
-				t.Fatalf("stale CSwap: prev %d ok %v err %v; want 100, false", prev, ok, err)
-			}
-			if c, _ := a.Cached(0, 8); c != 100 {
-				t.Fatalf("copy after failed CSwap = %d, want 100", c)
-			}
-			prev, ok, err = a.CSwap(ctx, 0, 8, 5)
-			if err != nil || !ok || prev != 100 {
-				t.Fatalf("fresh CSwap: prev %d ok %v err %v; want 100, true", prev, ok, err)
-			}
-			if v, _ := segs[1].Load(ctx, 0, 8); v != 5 {
-				t.Fatalf("word after CSwap = %d", v)
-			}
-		})
+		}
+	}
+	// CSwap against the local copy: stale copy fails and refreshes, then succeeds.
+	if _, err := segs[1].Store(ctx, 0, 8, 100); err != nil {
+		t.Fatal(err)
+	}
+	prev, ok, err := a.CSwap(ctx, 0, 8, 5)
+	if err != nil || ok || prev != 100 {
+		t.Fatalf("stale CSwap: prev %d ok %v err %v; want 100, false", prev, ok, err)
+	}
+	if c, _ := a.Cached(0, 8); c != 100 {
+		t.Fatalf("copy after failed CSwap = %d, want 100", c)
+	}
+	prev, ok, err = a.CSwap(ctx, 0, 8, 5)
+	if err != nil || !ok || prev != 100 {
+		t.Fatalf("fresh CSwap: prev %d ok %v err %v; want 100, true", prev, ok, err)
+	}
+	if v, _ := segs[1].Load(ctx, 0, 8); v != 5 {
+		t.Fatalf("word after CSwap = %d", v)
 	}
 }
 
