@@ -117,7 +117,7 @@ func (p *goPair) close() {
 	p.b.close()
 }
 
-// rma times iters writes (or reads) of size bytes, posted in batches of window.
+// rma times iters writes (or reads) of size bytes, window in flight.
 func (p *goPair) rma(ctx context.Context, size, iters, window int, read bool) (time.Duration, error) {
 	ops := make([]ofi.Op, window)
 	kind, flags := ofi.OpWrite, ofi.DeliveryComplete
@@ -128,14 +128,7 @@ func (p *goPair) rma(ctx context.Context, size, iters, window int, read bool) (t
 		ops[i] = ofi.Op{Kind: kind, Buf: p.a.buf.Bytes()[:size], MR: p.a.mr, Peer: p.a.peer,
 			RemoteAddr: p.remote.Addr, Key: p.remote.Key, Flags: flags}
 	}
-	start := time.Now()
-	for done := 0; done < iters; done += window {
-		n := min(window, iters-done)
-		if err := p.a.ep.Do(ctx, ops[:n]); err != nil {
-			return 0, err
-		}
-	}
-	return time.Since(start), nil
+	return p.a.slide(ctx, ops, iters)
 }
 
 // pingpong times iters round trips of size-byte messages against an echoing goroutine.
@@ -186,17 +179,35 @@ func (p *goPair) pingpong(ctx context.Context, size, iters int) (time.Duration, 
 	return el, nil
 }
 
-// fetchAdd times iters fetch-adds on b's first word, posted in batches of window.
+// fetchAdd times iters fetch-adds on b's first word, window in flight.
 func (p *goPair) fetchAdd(ctx context.Context, iters, window int) (time.Duration, error) {
 	ops := make([]ofi.Op, window)
 	for i := range ops {
 		ops[i] = ofi.Op{Kind: ofi.OpFetchAtomic, AtomicOp: ofi.OpSum, Datatype: ofi.Uint64, Peer: p.a.peer,
 			RemoteAddr: p.remote.Addr, Key: p.remote.Key, Operand: 1}
 	}
+	return p.a.slide(ctx, ops, iters)
+}
+
+// slide times iters operations, len(ops) in flight as a sliding window, as the C loops keep
+// theirs: a new operation goes out as soon as the oldest finishes.
+func (s *goSide) slide(ctx context.Context, ops []ofi.Op, iters int) (time.Duration, error) {
+	window := len(ops)
+	tickets := make([]ofi.Ticket, window)
 	start := time.Now()
-	for done := 0; done < iters; done += window {
-		if err := p.a.ep.Do(ctx, ops[:min(window, iters-done)]); err != nil {
-			return 0, err
+	for i := 0; i < iters+window; i++ {
+		k := i % window
+		if i >= window && i-window < iters {
+			if err := s.ep.Wait(ctx, &ops[k], tickets[k]); err != nil {
+				return 0, err
+			}
+		}
+		if i < iters {
+			t, err := s.ep.Post(ctx, &ops[k])
+			if err != nil {
+				return 0, err
+			}
+			tickets[k] = t
 		}
 	}
 	return time.Since(start), nil
