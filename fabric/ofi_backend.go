@@ -4,7 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/rdmakit/rdmakit/ofi"
 )
@@ -188,9 +193,30 @@ func (m *ofiMemory) close() error {
 	return errors.Join(ofiError(err), m.buf.Free())
 }
 
-var shmSeq atomic.Uint64
+var (
+	shmSeq   atomic.Uint64
+	shmSweep sync.Once
+)
 
-// anonymousShmName is a shm endpoint name unique on this host.
+// anonymousShmName is a shm endpoint name unique on this host. The first call removes the
+// regions that processes which died without closing their endpoints left behind under such
+// names (shm unlinks a region when its endpoint closes; a killed process never does).
 func anonymousShmName() string {
+	shmSweep.Do(sweepShm)
 	return fmt.Sprintf("rdmakit-%d-%d", os.Getpid(), shmSeq.Add(1))
+}
+
+// sweepShm unlinks /dev/shm/rdmakit-PID-* whose process is gone.
+func sweepShm() {
+	names, _ := filepath.Glob("/dev/shm/rdmakit-*")
+	for _, n := range names {
+		rest := strings.TrimPrefix(filepath.Base(n), "rdmakit-")
+		pid, err := strconv.Atoi(rest[:max(0, strings.IndexByte(rest, '-'))])
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.Remove(n)
+		}
+	}
 }

@@ -55,6 +55,7 @@ type CQ struct {
 	scratchMR *MR
 
 	parked       atomic.Int32 // goroutines parked in await
+	spinning     atomic.Int32 // goroutines polling the queue in await (before they park)
 	orphaned     atomic.Bool  // an endpoint bound to the queue closed: fi_trywait is unsafe now
 	progressOnce sync.Once
 	polled       bool // driven by the domain's poller (no wait fd), set by progressOnce
@@ -376,6 +377,7 @@ func (q *CQ) poll() int {
 func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep bool) error {
 	s := &q.slots[id]
 	var spinUntil time.Time
+	q.spinning.Add(1)
 	for i := 0; s.state.Load() == slotPending; i++ {
 		if q.poll() > 0 {
 			continue
@@ -393,6 +395,7 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 		}
 		break
 	}
+	q.spinning.Add(-1)
 	for s.state.Load() == slotPending {
 		q.parked.Add(1)
 		var err error
