@@ -169,7 +169,8 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	return res, nil
 }
 
-// dropAll evicts every resident page of r (benchmarks: start a scan cold).
+// dropAll evicts every resident page of r and forgets its read-ahead (benchmarks: start a
+// scan cold).
 func (p *Pager) dropAll(r *Region) {
 	for {
 		p.mu.Lock()
@@ -183,12 +184,12 @@ func (p *Pager) dropAll(r *Region) {
 		}
 		for i := range r.pages { // read-ahead pages too
 			if pg := &r.pages[i]; pg.state == stCached {
-				p.cache[pg.slot] = pageRef{}
-				p.cacheFree = append(p.cacheFree, pg.slot)
+				p.releaseSlotLocked(pg)
 				pg.state = stRemote
 			}
 		}
-		r.nhist = 0
+		r.nhist, r.stride, r.win = 0, 0, minWindow
+		p.passAheadLocked(r, 0, 0, false)
 		p.mu.Unlock()
 		if len(vs) == 0 {
 			return

@@ -3,7 +3,6 @@ package pager
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -11,216 +10,211 @@ import (
 	"github.com/rdmakit/rdmakit/fabric"
 )
 
-// handle is one fault-handler thread. It runs locked to its OS thread and touches only the
-// userfaultfd, the staging memory and the pager's tables: never paged memory, so it can never
-// fault on a page it is meant to serve.
-func (p *Pager) handle(h int) {
-	runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-	defer p.wg.Done()
-	var msg [msgSize]byte
-	fds := []unix.PollFd{{Fd: int32(p.u.fd), Events: unix.POLLIN}, {Fd: int32(p.stopfd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Read(p.u.fd, msg[:])
-		switch {
-		case err == unix.EAGAIN:
-			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
-				p.log.Error("pager: poll userfaultfd", "err", err)
-				return
-			}
-			if fds[1].Revents != 0 {
-				return
-			}
-			continue
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			p.log.Error("pager: read userfaultfd", "err", err)
-			return
+// claim is a missing page a handler has taken on: in flight (stFetching), with a frame.
+type claim struct {
+	r     *Region
+	idx   int
+	addr  uintptr
+	prev  uint8 // stNone (zero fill), stRemote (read it) or stCached (copy it from the cache)
+	slot  int32 // the cache slot, for stCached
+	write bool  // a write to the missing page: installed writable and dirty
+	ok    bool  // installed
+}
+
+// serveBatch answers a batch of fault messages: the pages missing are claimed, read from the
+// server in one batch of RDMA READs and installed, each waking its threads as it lands;
+// read-ahead the faults call for runs after that, off their critical path.
+func (p *Pager) serveBatch(h *handler, t0 time.Time) {
+	for fs := h.faults; len(fs) > 0; {
+		n := p.claim(h, fs)
+		fs = fs[n:]
+		p.install(h, t0)
+		for _, a := range h.wakes {
+			p.u.wake(a, PageSize)
 		}
-		f, ok := decodeMsg(msg[:n])
-		if !ok {
-			continue
+		for _, l := range h.lost {
+			p.deny(l.r, l.r.pageAddr(l.idx))
 		}
-		p.serve(h, f, time.Now())
+		if len(h.ahead) > 0 {
+			p.prefetch(h)
+		}
 	}
 }
 
-// serve answers one fault.
-func (p *Pager) serve(h int, f fault, t0 time.Time) {
-	addr := f.addr &^ (PageSize - 1)
+// claim takes on the missing pages of fs (and answers its write-protect faults) until the
+// free frames run out, and returns how many messages it used. It waits for a frame only
+// with nothing else of the batch pending: frames of claimed pages come back only when they
+// are installed, and threads to be woken should not wait for the evictor.
+func (p *Pager) claim(h *handler, fs []fault) int {
+	h.claims, h.wakes, h.lost, h.ahead = h.claims[:0], h.wakes[:0], h.lost[:0], h.ahead[:0]
 	p.mu.Lock()
-	r, idx := p.lookupLocked(addr)
-	if r == nil || r.closing {
-		p.mu.Unlock()
-		p.u.wake(addr, PageSize)
-		return
-	}
-	pg := &r.pages[idx]
-	if f.wp {
-		p.serveWPLocked(pg, addr)
-		return
-	}
-	// A missing page. Wait for a free frame unless someone else is already on it.
-	for {
+	defer p.mu.Unlock()
+	i := 0
+	for ; i < len(fs); i++ {
+		f := fs[i]
+		addr := f.addr &^ (PageSize - 1)
+		r, idx := p.lookupLocked(addr)
+		if r == nil || r.closing {
+			h.wakes = append(h.wakes, addr)
+			continue
+		}
+		pg := &r.pages[idx]
+		if f.wp {
+			p.serveWPLocked(h, pg, addr)
+			continue
+		}
 		switch pg.state {
 		case stResident: // already served: a duplicate message
-			p.mu.Unlock()
-			p.u.wake(addr, PageSize)
-			return
+			h.wakes = append(h.wakes, addr)
+			continue
 		case stFetching, stEvicting: // whoever owns it wakes every waiter on the page
-			p.mu.Unlock()
-			return
+			continue
 		case stLost:
-			p.mu.Unlock()
-			p.deny(r, addr)
-			return
+			h.lost = append(h.lost, pageRef{r, idx})
+			continue
 		}
 		if p.failed != nil {
 			pg.state = stLost
-			p.mu.Unlock()
-			p.deny(r, addr)
-			return
+			h.lost = append(h.lost, pageRef{r, idx})
+			continue
 		}
-		if len(p.free) > 0 {
-			break
+		if len(p.free) == 0 {
+			p.wakeEvictor()
+			if len(h.claims)+len(h.wakes)+len(h.lost) > 0 {
+				break // serve what this batch holds first
+			}
+			p.cond.Wait()
+			i-- // look the fault up again: the region may be closing
+			continue
 		}
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
-		p.cond.Wait()
-		if r.closing {
-			p.mu.Unlock()
-			p.u.wake(addr, PageSize)
-			return
+		prev := pg.state
+		p.takeFrameLocked(r, idx)
+		pg.state = stFetching
+		h.claims = append(h.claims, claim{r: r, idx: idx, addr: addr, prev: prev, slot: pg.slot, write: f.write})
+		if p.opt.Prefetch > 0 && !r.noAhead {
+			h.ahead = p.planPrefetchLocked(r, idx, prev == stCached, h.ahead)
 		}
 	}
-	fi := p.free[len(p.free)-1]
-	p.free = p.free[:len(p.free)-1]
-	p.frames[fi] = pageRef{r, idx}
-	prev := pg.state
-	pg.state, pg.frame = stFetching, fi
 	if len(p.free) < p.lowWater {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		p.wakeEvictor()
 	}
-	var ahead []pageRef
-	if p.opt.Prefetch > 0 && !r.noAhead {
-		ahead = p.planPrefetchLocked(r, idx, prev == stCached)
-	}
-	p.mu.Unlock()
+	return i
+}
 
-	// Install the page without waking anyone: the state must say resident before a thread can
-	// write to it, or its write-protect fault would find the page still in flight.
-	mode := uint64(copyModeDontWake)
-	if !f.write {
-		mode |= copyModeWP
-	}
-	var err error
-	switch prev {
-	case stNone:
-		p.c.zero.Add(1)
-		if f.write {
-			err = p.u.copy(addr, p.stageAddr(p.zeroSlot()), PageSize, mode)
-		} else {
-			// The zero page comes without write protection (protecting it afterwards would
-			// race with writers), so it counts as dirty; the evictor drops it without traffic
-			// if it is still all zeros.
-			err = p.u.zeropage(addr, PageSize, zeroModeDontWake)
-		}
-	case stCached:
-		p.c.prefetchHits.Add(1)
-		err = p.u.copy(addr, p.stageAddr(p.cacheSlot(int(pg.slot))), PageSize, mode)
-	default:
-		p.c.major.Add(1)
-		ctx, cancel := p.ctx()
-		err = p.rma(func() error {
-			return p.conn.Read(ctx, p.stage, p.demandSlot(h), r.remote, uint64(idx)*PageSize, PageSize)
-		})
-		cancel()
-		if err != nil {
-			p.fail(fmt.Sprintf("RDMA read of page %d of slab %d", idx, r.slab), err)
-			p.lose(r, idx, addr)
-			p.abandonPrefetch(ahead)
-			return
-		}
-		p.c.reads.Add(1)
-		err = p.u.copy(addr, p.stageAddr(p.demandSlot(h)), PageSize, mode)
-	}
-	if errors.Is(err, unix.EEXIST) {
-		err = nil // mapped already (cannot happen while we own the page; harmless if it does)
-	}
-	if err != nil {
-		p.fail(fmt.Sprintf("install page %d", idx), err)
-		p.lose(r, idx, addr)
-		p.abandonPrefetch(ahead)
+// install reads the claimed pages that live on the server in one batch, installs every
+// claimed page and records the outcome.
+func (p *Pager) install(h *handler, t0 time.Time) {
+	if len(h.claims) == 0 {
 		return
 	}
-
-	p.mu.Lock()
-	if prev == stCached {
-		p.cache[pg.slot] = pageRef{}
-		p.cacheFree = append(p.cacheFree, pg.slot)
+	h.ops = h.ops[:0]
+	for k := range h.claims {
+		if c := &h.claims[k]; c.prev == stRemote {
+			h.ops = append(h.ops, fabric.Op{Kind: fabric.OpRead, Mem: p.stage, Off: p.demandSlot(h.id, k),
+				Len: PageSize, Remote: c.r.remote, RemoteOff: uint64(c.idx) * PageSize})
+		}
 	}
-	pg.state, pg.ref = stResident, true
-	pg.dirty = f.write || prev == stNone
-	pg.onServer = pg.onServer || prev == stRemote || prev == stCached
-	if pg.wpPending {
-		pg.wpPending = false
-		if !pg.dirty {
-			pg.dirty = true
-			p.u.writeProtect(addr, PageSize, false, false)
+	if len(h.ops) > 0 {
+		if err := p.do(h.oc, h.ops); err != nil {
+			c := h.claims[0]
+			p.fail(fmt.Sprintf("RDMA read of %d pages (page %d of slab %d first)", len(h.ops), c.idx, c.r.slab), err)
+			p.commit(h) // every claim is lost: none is marked installed
+			p.abandonPrefetch(h.ahead)
+			h.ahead = h.ahead[:0]
+			return
+		}
+		p.c.major.Add(uint64(len(h.ops)))
+		p.c.reads.Add(uint64(len(h.ops)))
+	}
+	// UFFDIO_COPY and UFFDIO_ZEROPAGE wake the page's threads as soon as it is in place (so
+	// the faults are counted first: a woken thread may read the stats). A write-protect
+	// fault that arrives before the commit below finds the page still in flight and is left
+	// pending for it.
+	p.c.faults.Add(uint64(len(h.claims)))
+	for k := range h.claims {
+		c := &h.claims[k]
+		mode := uint64(0)
+		if !c.write {
+			mode = copyModeWP // a clean page: its first write is a write-protect fault
+		}
+		var err error
+		switch c.prev {
+		case stNone:
+			p.c.zero.Add(1)
+			if c.write {
+				err = p.u.copy(c.addr, p.stageAddr(p.zeroSlot()), PageSize, 0)
+			} else {
+				// The zero page comes without write protection (protecting it afterwards would
+				// race with writers), so it counts as dirty; the evictor drops it without
+				// traffic if it is still all zeros.
+				err = p.u.zeropage(c.addr, PageSize, 0)
+			}
+		case stCached:
+			p.c.prefetchHits.Add(1)
+			err = p.u.copy(c.addr, p.stageAddr(p.cacheSlot(int(c.slot))), PageSize, mode)
+		default:
+			err = p.u.copy(c.addr, p.stageAddr(p.demandSlot(h.id, k)), PageSize, mode)
+		}
+		if errors.Is(err, unix.EEXIST) {
+			err = nil // mapped already (cannot happen while we own the page; harmless if it does)
+		}
+		if err != nil {
+			p.fail(fmt.Sprintf("install page %d", c.idx), err)
+			continue
+		}
+		c.ok = true
+		p.c.lat.add(time.Since(t0))
+	}
+	p.commit(h)
+}
+
+// commit records the claimed pages as resident, or as lost if they were not installed.
+func (p *Pager) commit(h *handler) {
+	p.mu.Lock()
+	for k := range h.claims {
+		c := &h.claims[k]
+		pg := &c.r.pages[c.idx]
+		if c.prev == stCached {
+			p.releaseSlotLocked(pg)
+		}
+		if !c.ok {
+			p.releaseFrameLocked(pg)
+			pg.state, pg.wpPending = stLost, false
+			h.lost = append(h.lost, pageRef{c.r, c.idx})
+			continue
+		}
+		pg.state, pg.ref = stResident, true
+		pg.dirty = c.write || c.prev == stNone
+		pg.onServer = pg.onServer || c.prev != stNone
+		if pg.wpPending {
+			// A write while the page was in flight: lift the protection, wake the writer.
+			pg.wpPending, pg.dirty = false, true
+			p.u.writeProtect(c.addr, PageSize, false, true)
 		}
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	p.u.wake(addr, PageSize)
-	p.c.faults.Add(1)
-	p.c.lat.add(time.Since(t0))
-
-	if len(ahead) > 0 {
-		p.prefetch(ahead)
-	}
 }
 
 // serveWPLocked answers a write to a write-protected page: the page becomes dirty and
-// writable. Called with p.mu held; releases it.
-func (p *Pager) serveWPLocked(pg *page, addr uintptr) {
+// writable. Called with p.mu held.
+func (p *Pager) serveWPLocked(h *handler, pg *page, addr uintptr) {
 	switch pg.state {
 	case stResident:
 		pg.dirty, pg.ref = true, true
 		// Under the lock, so the evictor cannot protect the page again in between.
 		err := p.u.writeProtect(addr, PageSize, false, true)
-		p.mu.Unlock()
 		p.c.wp.Add(1)
 		if err != nil {
 			p.log.Error("pager: clear write protection", "addr", fmt.Sprintf("%#x", addr), "err", err)
 		}
 	case stFetching:
 		pg.wpPending = true // the installer makes it writable
-		p.mu.Unlock()
 	case stEvicting:
-		p.mu.Unlock() // the evictor wakes the writer when the page is gone; it then faults it back
+		// the evictor wakes the writer when the page is gone; it then faults it back
 	default:
-		p.mu.Unlock()
-		p.u.wake(addr, PageSize) // stale: let it retry
+		h.wakes = append(h.wakes, addr) // stale: let it retry
 	}
-}
-
-// lose marks a page that could not be served and denies it.
-func (p *Pager) lose(r *Region, idx int, addr uintptr) {
-	p.mu.Lock()
-	pg := &r.pages[idx]
-	if pg.state == stFetching {
-		p.frames[pg.frame] = pageRef{}
-		p.free = append(p.free, pg.frame)
-	}
-	pg.state = stLost
-	p.cond.Broadcast()
-	p.mu.Unlock()
-	p.deny(r, addr)
 }
 
 // deny answers a fault that cannot be served: never with made-up data. With UFFDIO_POISON the
@@ -234,50 +228,4 @@ func (p *Pager) deny(r *Region, addr uintptr) {
 	}
 	unix.Mprotect(r.mem, unix.PROT_NONE)
 	p.u.wake(r.base, uintptr(len(r.mem)))
-}
-
-// prefetch reads ahead pages planned by planPrefetchLocked into the prefetch cache.
-func (p *Pager) prefetch(ahead []pageRef) {
-	ops := make([]fabric.Op, len(ahead))
-	p.mu.Lock()
-	for i, a := range ahead {
-		ops[i] = fabric.Op{Kind: fabric.OpRead, Mem: p.stage, Off: p.cacheSlot(int(a.r.pages[a.idx].slot)),
-			Len: PageSize, Remote: a.r.remote, RemoteOff: uint64(a.idx) * PageSize}
-	}
-	p.mu.Unlock()
-	ctx, cancel := p.ctx()
-	err := p.rma(func() error { return p.conn.Do(ctx, ops) })
-	cancel()
-	if err != nil {
-		p.fail("RDMA read ahead", err)
-		p.abandonPrefetch(ahead)
-		return
-	}
-	p.c.reads.Add(uint64(len(ahead)))
-	p.c.prefetched.Add(uint64(len(ahead)))
-	p.mu.Lock()
-	for _, a := range ahead {
-		a.r.pages[a.idx].state = stCached
-	}
-	p.cond.Broadcast()
-	p.mu.Unlock()
-	for _, a := range ahead {
-		p.u.wake(a.r.pageAddr(a.idx), PageSize) // threads that faulted while it was in flight
-	}
-}
-
-// abandonPrefetch gives up read-ahead pages after a failure.
-func (p *Pager) abandonPrefetch(ahead []pageRef) {
-	p.mu.Lock()
-	for _, a := range ahead {
-		pg := &a.r.pages[a.idx]
-		p.cache[pg.slot] = pageRef{}
-		p.cacheFree = append(p.cacheFree, pg.slot)
-		pg.state = stLost
-	}
-	p.cond.Broadcast()
-	p.mu.Unlock()
-	for _, a := range ahead {
-		p.deny(a.r, a.r.pageAddr(a.idx))
-	}
 }

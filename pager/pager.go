@@ -28,7 +28,8 @@ type Options struct {
 	// Budget is the most bytes of paged memory mapped at once, over all regions (a multiple
 	// of PageSize, at least MinBudget). Default 16 MiB.
 	Budget int
-	// Handlers is the number of fault-handling threads. Default 2.
+	// Handlers is the number of fault-handling loops: more serve more faults at once while
+	// others wait on the network. Default 2.
 	Handlers int
 	// Prefetch is the most pages read ahead when faults follow a trend; negative disables
 	// prefetching. Default 32.
@@ -48,7 +49,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Fabric options for the connection to the server.
 	Fabric []fabric.Option
-	// KeepGOMAXPROCS stops New from adding one P per pager thread (see the package doc).
+	// KeepGOMAXPROCS stops New from adding one P per fault handler and one for the evictor
+	// (see the package doc).
 	KeepGOMAXPROCS bool
 }
 
@@ -103,19 +105,25 @@ var ErrClosed = errors.New("pager: closed")
 var ErrFailed = errors.New("pager: failed")
 
 // Pager is the paging runtime: one connection to a memory server, one userfaultfd, a budget
-// of resident pages shared by its regions, fault-handler threads and an evictor.
+// of resident pages shared by its regions, fault-handler loops and an evictor.
 type Pager struct {
-	opt    Options
-	log    *slog.Logger
-	conn   *fabric.Conn
-	u      *uffd
-	stage  *fabric.Memory // demand slots (one per handler), zero page, evict slots, cache slots
-	stop   chan struct{}
-	stopfd int
-	kick   chan struct{}
-	wg     sync.WaitGroup
-	procs  int
-	c      counters
+	opt      Options
+	log      *slog.Logger
+	conn     *fabric.Conn
+	u        *uffd
+	stage    *fabric.Memory // demand slots (msgBatch per handler), zero page, evict slots, cache slots
+	handlers []*handler
+	stop     chan struct{}
+	stopfd   int
+	kick     chan struct{}
+	wg       sync.WaitGroup
+	procs    int
+	c        counters
+
+	evictMu  sync.Mutex // one eviction at a time: the evict slots and the dropper
+	evictOps []fabric.Op
+	evictOC  *opContext
+	dropper  *dropper
 
 	mu        sync.Mutex
 	cond      *sync.Cond // broadcast when frames free up or pages settle
@@ -123,10 +131,11 @@ type Pager struct {
 	frames    []pageRef // the resident budget: which page holds each frame
 	free      []int32
 	hand      int
-	lowWater  int
-	cache     []pageRef // prefetch cache slots
-	cacheFree []int32
-	cacheHand int
+	lowWater  int       // fewer free frames than this wakes the evictor
+	highWater int       // the evictor frees frames up to this many
+	maxWindow int       // the most pages read ahead at once: Prefetch, within a quarter of the budget
+	cache     []pageRef // prefetch cache slots: the page each holds, or none
+	cacheNext int
 	failed    error
 	closed    bool
 
@@ -148,6 +157,13 @@ func (p *Pager) rma(fn func() error) error {
 		p.dead.Store(true)
 	}
 	return err
+}
+
+// do runs a batch of one-sided operations under oc: within Options.Timeout.
+func (p *Pager) do(oc *opContext, ops []fabric.Op) error {
+	oc.start.Store(monoNow())
+	defer oc.start.Store(0)
+	return p.rma(func() error { return p.conn.Do(oc, ops) })
 }
 
 // msg runs a Send or Recv on the connection, unless a one-sided operation failed on it: a Do
@@ -190,7 +206,7 @@ func New(ctx context.Context, addr string, opt Options) (*Pager, error) {
 		u.close()
 		return nil, fmt.Errorf("%w: transport moves at most %d bytes per operation", ErrUnsupported, conn.Caps().MaxTransfer)
 	}
-	nslots := opt.Handlers + 1 + evictBatch + opt.PrefetchCache
+	nslots := opt.Handlers*msgBatch + 1 + evictBatch + opt.PrefetchCache
 	stage, err := conn.Fabric().Alloc(nslots*PageSize, 0)
 	if err != nil {
 		conn.Close()
@@ -207,34 +223,58 @@ func New(ctx context.Context, addr string, opt Options) (*Pager, error) {
 	nframes := opt.Budget / PageSize
 	p := &Pager{opt: opt, log: opt.Logger, conn: conn, u: u, stage: stage, stop: make(chan struct{}),
 		stopfd: stopfd, kick: make(chan struct{}, 1), frames: make([]pageRef, nframes),
-		cache: make([]pageRef, opt.PrefetchCache)}
+		cache: make([]pageRef, opt.PrefetchCache), evictOC: newOpContext(), dropper: newDropper()}
+	for h := range opt.Handlers {
+		hd, err := newHandler(h, u.fd, stopfd)
+		if err != nil {
+			p.closeFDs()
+			return nil, err
+		}
+		p.handlers = append(p.handlers, hd)
+	}
 	p.cond = sync.NewCond(&p.mu)
+	p.maxWindow = min(opt.Prefetch, max(nframes/4, minWindow))
+	// The evictor wakes below lowWater free frames and frees frames up to highWater: enough
+	// for a read-ahead batch to be installed, in few batches of evictions.
 	p.lowWater = max(opt.Handlers+1, nframes/16)
+	p.highWater = max(p.lowWater, min(nframes/2, p.lowWater+max(opt.Handlers+1, p.maxWindow)))
 	for i := nframes - 1; i >= 0; i-- {
 		p.free = append(p.free, int32(i))
-	}
-	for i := opt.PrefetchCache - 1; i >= 0; i-- {
-		p.cacheFree = append(p.cacheFree, int32(i))
 	}
 	if !opt.KeepGOMAXPROCS {
 		p.procs = opt.Handlers + 1
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + p.procs)
 	}
-	for h := range opt.Handlers {
+	for _, h := range p.handlers {
 		p.wg.Add(1)
 		go p.handle(h)
 	}
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go p.evictLoop()
 	go p.keepalive()
+	go p.watchdog()
 	return p, nil
 }
 
+// closeFDs releases what New set up: handlers' epoll instances, the staging memory, the
+// connection, the userfaultfd and the stop eventfd.
+func (p *Pager) closeFDs() error {
+	var errs []error
+	for _, h := range p.handlers {
+		errs = append(errs, unix.Close(h.ep))
+	}
+	p.dropper.close()
+	errs = append(errs, p.stage.Close(), p.conn.Close(), p.u.close(), unix.Close(p.stopfd))
+	return errors.Join(errs...)
+}
+
 // slot addresses in the staging memory.
-func (p *Pager) demandSlot(h int) int { return h * PageSize }
-func (p *Pager) zeroSlot() int        { return p.opt.Handlers * PageSize }
-func (p *Pager) evictSlot(i int) int  { return (p.opt.Handlers + 1 + i) * PageSize }
-func (p *Pager) cacheSlot(i int) int  { return (p.opt.Handlers + 1 + evictBatch + i) * PageSize }
+func (p *Pager) demandSlot(h, k int) int { return (h*msgBatch + k) * PageSize }
+func (p *Pager) zeroSlot() int           { return p.opt.Handlers * msgBatch * PageSize }
+func (p *Pager) evictSlot(i int) int     { return (p.opt.Handlers*msgBatch + 1 + i) * PageSize }
+func (p *Pager) cacheSlot(i int) int {
+	return (p.opt.Handlers*msgBatch + 1 + evictBatch + i) * PageSize
+}
 
 func (p *Pager) stageAddr(off int) uintptr {
 	return uintptr(unsafe.Pointer(unsafe.SliceData(p.stage.Bytes()))) + uintptr(off)
@@ -425,7 +465,7 @@ func (p *Pager) Close() error {
 		// peer read the message from memory this side has already unmapped.
 		p.call(request{op: opBye})
 	}
-	errs = append(errs, p.stage.Close(), p.conn.Close(), p.u.close(), unix.Close(p.stopfd))
+	errs = append(errs, p.closeFDs())
 	if p.procs > 0 {
 		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-p.procs))
 	}

@@ -26,8 +26,10 @@ type page struct {
 	ref       bool  // CLOCK reference bit: set on page-in and on first write
 	onServer  bool  // the server holds this page's bytes
 	wpPending bool  // a write-protect fault arrived while the page was being installed
+	framed    bool  // holds a budget frame (resident, evicting, or being installed)
+	ahead     bool  // installed by read-ahead and not yet passed by the region's faults
 	slot      int32 // prefetch cache slot (stCached, or stFetching for a read-ahead)
-	frame     int32 // budget frame (stResident, stEvicting, demand stFetching)
+	frame     int32 // budget frame, when framed
 	pins      int32 // ReadAt/WriteAt copying: not to be evicted
 }
 
@@ -45,7 +47,9 @@ type Region struct {
 	closing bool
 	hist    [historyLen]int // recent faulting page indexes, for trend detection
 	nhist   int
-	win     int // current read-ahead window
+	win     int   // current read-ahead window
+	stride  int   // stride of the last read-ahead, 0 if none
+	ahead   []int // pages installed by read-ahead and not yet passed, in install order
 	noAhead bool
 }
 
@@ -81,14 +85,13 @@ func (r *Region) Close() error {
 		pg := &r.pages[i]
 		switch pg.state {
 		case stResident:
-			p.frames[pg.frame] = pageRef{}
-			p.free = append(p.free, pg.frame)
+			p.releaseFrameLocked(pg)
 		case stCached:
-			p.cache[pg.slot] = pageRef{}
-			p.cacheFree = append(p.cacheFree, pg.slot)
+			p.releaseSlotLocked(pg)
 		}
-		pg.state = stNone
+		pg.state, pg.ahead = stNone, false
 	}
+	r.ahead = r.ahead[:0]
 	for i, x := range p.regions {
 		if x == r {
 			p.regions = append(p.regions[:i], p.regions[i+1:]...)

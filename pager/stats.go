@@ -18,16 +18,18 @@ type Stats struct {
 	RemoteReads  uint64 // pages read from the server (demand and prefetch)
 	RemoteWrites uint64 // dirty pages written back to the server
 	Evictions    uint64 // pages dropped from the local cache
-	Prefetched   uint64 // pages read ahead
+	Prefetched   uint64 // pages read ahead (installed, or kept in the prefetch cache)
 	Resident     int    // pages mapped now
 	Budget       int    // most pages mapped at once
-	// FaultLatency is the time from reading a fault's message to waking its thread.
+	// FaultLatency is the time from reading a fault's message to the page being in place
+	// (its thread is woken then).
 	FaultLatency Histogram
 }
 
 // HitRate is the share of faults served without waiting on the network: from the prefetch
 // cache or with the zero page. (User space sees no accesses to resident pages, so hits on
-// resident pages cannot be counted.)
+// resident pages cannot be counted; nor can accesses to read-ahead pages installed before
+// they were touched, which never fault.)
 func (s Stats) HitRate() float64 {
 	if s.Faults == 0 {
 		return 0

@@ -210,6 +210,15 @@ func (u *uffd) poisonPage(start, n uintptr) error {
 
 func (u *uffd) close() error { return unix.Close(u.fd) }
 
+// read reads pending messages into b without blocking (EAGAIN if there are none).
+func (u *uffd) read(b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(u.fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // fault is a decoded page-fault message.
 type fault struct {
 	addr  uintptr
