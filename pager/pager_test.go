@@ -85,52 +85,57 @@ func (s *shadowed) verifyAll() error {
 
 func TestWorkingSets(t *testing.T) {
 	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			addr := remoteServer(t, tr.listen(), 16<<20)
-			for _, mult := range []int{1, 4, 16} {
-				for _, pattern := range []string{"random", "sequential"} {
-					t.Run(fmt.Sprintf("%dx/%s", mult, pattern), func(t *testing.T) {
-						p := newPager(t, addr, Options{Budget: testBudgetPages * PageSize})
-						size := mult * testBudgetPages * PageSize
-						r, err := p.Map(size)
-						if err != nil {
-							t.Fatal(err)
-						}
-						s := &shadowed{b: r.Bytes(), shadow: make([]uint64, size/8)}
-						if err := s.verifyAll(); err != nil { // a new region reads as zeros
-							t.Fatal(err)
-						}
-						const workers = 8
-						ops := 500 // per worker and round: thousands of faults at 16×
-						if pattern == "sequential" {
-							ops = 3 * size / PageSize // three passes over every page
-						}
-						for round := range 3 {
-							if err := s.run(workers, ops, pattern, uint64(round)); err != nil {
-								t.Fatalf("round %d: %v\n%v", round, err, p.Stats())
-							}
-						}
-						if err := s.verifyAll(); err != nil {
-							t.Fatalf("final: %v", err)
-						}
-						st := p.Stats()
-						t.Log(st)
-						if st.Faults == 0 || st.Resident > st.Budget {
-							t.Fatalf("stats: %v", st)
-						}
-						if mult > 1 && (st.Evictions == 0 || st.RemoteWrites == 0 || st.RemoteReads == 0) {
-							t.Fatalf("a working set %d× the budget ran without evicting: %v", mult, st)
-						}
-						if pattern == "sequential" && mult == 16 && st.PrefetchHits == 0 {
-							t.Fatalf("sequential passes never hit read-ahead pages: %v", st)
-						}
-						if err := p.Err(); err != nil {
-							t.Fatal(err)
-						}
-					})
+		t.Run(tr.name, func(t *testing.T) { testWorkingSets(t, tr.listen(), []int{1, 4, 16}, 0) })
+	}
+}
+
+// testWorkingSets pages working sets of each multiple of the budget, randomly and
+// sequentially, from a server process listening on listen, checked against a shadow copy.
+// timeout is Options.Timeout (0: the default).
+func testWorkingSets(t *testing.T, listen string, mults []int, timeout time.Duration) {
+	addr := remoteServer(t, listen, 16<<20)
+	for _, mult := range mults {
+		for _, pattern := range []string{"random", "sequential"} {
+			t.Run(fmt.Sprintf("%dx/%s", mult, pattern), func(t *testing.T) {
+				p := newPager(t, addr, Options{Budget: testBudgetPages * PageSize, Timeout: timeout})
+				size := mult * testBudgetPages * PageSize
+				r, err := p.Map(size)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				s := &shadowed{b: r.Bytes(), shadow: make([]uint64, size/8)}
+				if err := s.verifyAll(); err != nil { // a new region reads as zeros
+					t.Fatal(err)
+				}
+				const workers = 8
+				ops := 500 // per worker and round: thousands of faults at 16×
+				if pattern == "sequential" {
+					ops = 3 * size / PageSize // three passes over every page
+				}
+				for round := range 3 {
+					if err := s.run(workers, ops, pattern, uint64(round)); err != nil {
+						t.Fatalf("round %d: %v\n%v", round, err, p.Stats())
+					}
+				}
+				if err := s.verifyAll(); err != nil {
+					t.Fatalf("final: %v", err)
+				}
+				st := p.Stats()
+				t.Log(st)
+				if st.Faults == 0 || st.Resident > st.Budget {
+					t.Fatalf("stats: %v", st)
+				}
+				if mult > 1 && (st.Evictions == 0 || st.RemoteWrites == 0 || st.RemoteReads == 0) {
+					t.Fatalf("a working set %d× the budget ran without evicting: %v", mult, st)
+				}
+				if pattern == "sequential" && mult == 16 && st.PrefetchHits == 0 {
+					t.Fatalf("sequential passes never hit read-ahead pages: %v", st)
+				}
+				if err := p.Err(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
 	}
 }
 
