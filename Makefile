@@ -9,7 +9,7 @@ PKGS      ?= ./...
 LAB_PKGS  ?= ./verbs/ ./examples/...
 LAB_RUN_FABRIC ?= Verbs
 # Capability packages: their verbs tests (TestVerbs*) in the lab.
-LAB_CAP_PKGS ?= ./shmem/ ./pager/
+LAB_CAP_PKGS ?= ./shmem/ ./pager/ ./raid/
 LAB       := $(CURDIR)/ci/lab/vm.sh
 TESTFLAGS ?= -count=1 -timeout 20m
 

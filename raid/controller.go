@@ -536,6 +536,7 @@ func (c *Controller) hostDo(ctx context.Context, session uint64, ops []fabric.Op
 	if err != nil {
 		return err
 	}
+	ops = coalesce(ops, conn.Caps().MaxTransfer)
 	for len(ops) > 0 {
 		n := min(len(ops), 256)
 		dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -548,6 +549,25 @@ func (c *Controller) hostDo(ctx context.Context, session uint64, ops []fabric.Op
 		ops = ops[n:]
 	}
 	return nil
+}
+
+// coalesce merges consecutive reads or writes that are contiguous on both sides into
+// operations of at most limit bytes, in place.
+func coalesce(ops []fabric.Op, limit uint64) []fabric.Op {
+	out := ops[:0]
+	for _, op := range ops {
+		if n := len(out); n > 0 {
+			p := &out[n-1]
+			if p.Kind == op.Kind && (op.Kind == fabric.OpRead || op.Kind == fabric.OpWrite) && p.Mem == op.Mem &&
+				p.Remote == op.Remote && p.Off+p.Len == op.Off && p.RemoteOff+uint64(p.Len) == op.RemoteOff &&
+				uint64(p.Len+op.Len) <= limit {
+				p.Len += op.Len
+				continue
+			}
+		}
+		out = append(out, op)
+	}
+	return out
 }
 
 // Status is a snapshot of the volume for `raid status`.

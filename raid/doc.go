@@ -8,9 +8,11 @@
 // Three roles, each usable in-process or as a process of its own (rdmakit raid ...):
 //
 //   - Target serves one member: a file-backed store with a superblock, executing the
-//     controller's commands and making writes durable (fdatasync) before completing them.
+//     controller's commands and making writes durable (fdatasync, shared by concurrent
+//     commands) before completing them.
 //   - Controller owns the volume: RAID 0, 1, 5, 6 or general k+m Reed-Solomon, rotating parity,
-//     a command queue per member, partial-stripe read-modify-write or reconstruct-write, a
+//     a command queue per member, full-stripe writes whose data members pull from the host while
+//     the controller computes parity, partial-stripe read-modify-write or reconstruct-write, a
 //     write-intent log for crash resync, degraded reads and rebuild onto a replacement.
 //   - Client is the host library: Write and Read move data between registered host memory and
 //     the volume; WriteAt and ReadAt stage through an internal buffer.

@@ -3,6 +3,7 @@ package raid
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -12,10 +13,17 @@ import (
 
 var shmSeq atomic.Int64
 
-// listenAddr is a fresh loopback address of transport tr ("tcp" or "shm").
+// labIP is the lab RDMA device's address, set by the tests that run on verbs.
+var labIP string
+
+// listenAddr is a fresh address of transport tr: "tcp" or "shm" on loopback, "verbs" on the
+// lab's RDMA device.
 func listenAddr(tr string) string {
-	if tr == "shm" {
+	switch tr {
+	case "shm":
 		return fmt.Sprintf("ofi+shm://rkraid-%d-%d", os.Getpid(), shmSeq.Add(1))
+	case "verbs":
+		return "verbs://" + net.JoinHostPort(labIP, "0")
 	}
 	return "ofi+" + tr + "://127.0.0.1:0"
 }

@@ -88,25 +88,49 @@ func (cs *cmdSet) empty() bool { return len(cs.order) == 0 }
 // and waits. Members that fail are failed on the controller; their indexes are returned. The
 // error is the first failure that is not a member's own.
 func (c *Controller) run(ctx context.Context, v view, cs *cmdSet, extra func() error) ([]int, error) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failed []int
-	why := map[int]error{}
-	var firstErr error
-	note := func(member int, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if member >= 0 && isMemberError(err) {
-			if why[member] == nil {
-				failed = append(failed, member)
-				why[member] = err
-			}
-			return
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
+	f := c.inflight(ctx)
+	f.commands(v, cs)
+	if extra != nil {
+		f.do(extra)
 	}
+	return f.wait()
+}
+
+// flight is work under way for one operation: commands to members and controller-side work,
+// started as they become ready and waited for together.
+type flight struct {
+	c   *Controller
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	failed   []int
+	why      map[int]error
+	firstErr error
+}
+
+func (c *Controller) inflight(ctx context.Context) *flight {
+	return &flight{c: c, ctx: ctx, why: map[int]error{}}
+}
+
+// note records a failure: a member's own (member >= 0) or the operation's.
+func (f *flight) note(member int, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if member >= 0 && isMemberError(err) {
+		if f.why[member] == nil {
+			f.failed = append(f.failed, member)
+			f.why[member] = err
+		}
+		return
+	}
+	if f.firstErr == nil {
+		f.firstErr = err
+	}
+}
+
+// commands sends every command of cs (split to fit a message) without waiting.
+func (f *flight) commands(v view, cs *cmdSet) {
 	for _, k := range cs.order {
 		cmd := cs.cmds[k]
 		r := v.rpcs[k.member]
@@ -115,38 +139,45 @@ func (c *Controller) run(ctx context.Context, v view, cs *cmdSet, extra func() e
 			n := min(len(cmd.Segs), maxSegs)
 			part.Segs = cmd.Segs[:n]
 			cmd.Segs = cmd.Segs[n:]
-			wg.Add(1)
+			f.wg.Add(1)
 			go func(member int) {
-				defer wg.Done()
+				defer f.wg.Done()
 				if r == nil {
-					note(member, memberError{errors.New("not connected")})
+					f.note(member, memberError{errors.New("not connected")})
 					return
 				}
-				cctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+				cctx, cancel := context.WithTimeout(f.ctx, f.c.cfg.Timeout)
 				defer cancel()
 				if _, err := runCommand(cctx, r, part); err != nil {
-					if ctx.Err() != nil {
+					if f.ctx.Err() != nil {
 						// The operation was abandoned (another part of it failed): not the
 						// member's fault.
-						err = fmt.Errorf("member %d: %w", member, ctx.Err())
+						err = fmt.Errorf("member %d: %w", member, f.ctx.Err())
 					}
-					note(member, err)
+					f.note(member, err)
 				}
 			}(k.member)
 		}
 	}
-	if extra != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := extra(); err != nil {
-				note(-1, err)
-			}
-		}()
+}
+
+// do runs work alongside the commands.
+func (f *flight) do(work func() error) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		if err := work(); err != nil {
+			f.note(-1, err)
+		}
+	}()
+}
+
+// wait waits for everything started, fails the members that failed on the controller and
+// returns their indexes, and the first failure that is not a member's own.
+func (f *flight) wait() ([]int, error) {
+	f.wg.Wait()
+	for _, i := range f.failed {
+		f.c.fail(i, f.why[i])
 	}
-	wg.Wait()
-	for _, i := range failed {
-		c.fail(i, why[i])
-	}
-	return failed, firstErr
+	return f.failed, f.firstErr
 }

@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rdmakit/rdmakit/fabric"
 )
 
 // TestMain lets the test binary run as a target or controller process (RAID_TEST_HELPER).
@@ -80,9 +83,10 @@ type helperConfig struct {
 
 // proc is a helper process.
 type proc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
+	cmd    *exec.Cmd
+	addr   string
+	listen string // the address it was told to listen on
+	done   chan struct{}
 }
 
 // startProc runs the test binary as role with cfg and waits for its address.
@@ -110,7 +114,7 @@ func startProc(t testing.TB, role string, cfg any) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
+	p := &proc{cmd: cmd, listen: hc.Listen, done: make(chan struct{})}
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -122,7 +126,7 @@ func startProc(t testing.TB, role string, cfg any) *proc {
 		}
 	}()
 	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
+	t.Cleanup(p.stop)
 	select {
 	case l := <-lines:
 		addr, ok := strings.CutPrefix(l, "ADDR ")
@@ -133,6 +137,8 @@ func startProc(t testing.TB, role string, cfg any) *proc {
 	case <-p.done:
 		t.Fatalf("%s exited: %v", role, cmd.ProcessState)
 	case <-time.After(60 * time.Second):
+		p.cmd.Process.Signal(syscall.SIGQUIT) // its goroutines, on stderr
+		time.Sleep(2 * time.Second)
 		t.Fatalf("%s did not start", role)
 	}
 	return p
@@ -142,6 +148,33 @@ func startProc(t testing.TB, role string, cfg any) *proc {
 func (p *proc) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
+	p.removeShm()
+}
+
+// stop asks the process to close down (closing its fabric removes its shm regions) and kills it
+// if it does not within a few seconds.
+func (p *proc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+	p.removeShm()
+}
+
+// removeShm removes what the dead process left in /dev/shm: libfabric shm regions are files
+// named after the endpoint's address, and only a clean close removes them.
+func (p *proc) removeShm() {
+	a, err := fabric.ParseAddr(p.listen)
+	if err != nil || a.Provider != "shm" || a.Host == "" || strings.ContainsAny(a.Host, "/*?[") {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join("/dev/shm", a.Host+":*"))
+	for _, f := range files {
+		os.Remove(f)
+	}
 }
 
 type prefixWriter struct {

@@ -18,7 +18,7 @@ func (c *Controller) read(ctx context.Context, session uint64, req ioRequest) er
 		return err
 	}
 	stripes := groupStripes(c.layout.extents(int64(req.Offset), int64(req.Length)))
-	err := c.forBatches(ctx, stripes, func(ctx context.Context, b []stripeIO, sl slots) error {
+	err := c.forBatches(ctx, stripes, c.bufSlots, func(ctx context.Context, b []stripeIO, sl slots) error {
 		return c.readBatch(ctx, session, req, b, sl)
 	})
 	if err == nil {

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
 // store is a target's backing file or block device: a superblock block, then the data area.
 type store struct {
-	f        *os.File
-	capacity int64 // bytes of the data area
+	f         *os.File
+	capacity  int64 // bytes of the data area
+	durable   groupSync
+	formatted atomic.Bool // a superblock has been read or written: it is never taken back
 }
 
 // openStore opens (creating a sparse file if needed) a store of size bytes.
@@ -41,7 +44,9 @@ func openStore(path string, size int64) (*store, error) {
 			return nil, fmt.Errorf("%w: device %s has %d bytes, want %d", ErrInvalid, path, end, size)
 		}
 	}
-	return &store{f: f, capacity: size - dataStart}, nil
+	s := &store{f: f, capacity: size - dataStart}
+	s.durable.sync = func() error { return unix.Fdatasync(int(s.f.Fd())) }
+	return s, nil
 }
 
 // superblock reads the superblock: nil for a blank store (all zero), an error for garbage.
@@ -57,6 +62,7 @@ func (s *store) superblock() ([]byte, error) {
 	if err := sb.UnmarshalBinary(b); err != nil {
 		return nil, err
 	}
+	s.formatted.Store(true)
 	return b, nil
 }
 
@@ -64,7 +70,11 @@ func (s *store) writeSuperblock(b []byte) error {
 	if _, err := s.f.WriteAt(b, 0); err != nil {
 		return err
 	}
-	return unix.Fdatasync(int(s.f.Fd()))
+	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
+		return err
+	}
+	s.formatted.Store(true)
+	return nil
 }
 
 func (s *store) check(off int64, n int) error {
@@ -84,6 +94,8 @@ func (s *store) writeAt(p []byte, off int64) error {
 	return err
 }
 
-func (s *store) sync() error { return unix.Fdatasync(int(s.f.Fd())) }
+// sync makes the writes that returned before the call durable; concurrent callers share
+// fdatasync calls.
+func (s *store) sync() error { return s.durable.wait() }
 
 func (s *store) close() error { return s.f.Close() }

@@ -278,8 +278,10 @@ func (t *Target) control(c *fabric.Conn, typ msgType, id uint64, d *dec, buf []b
 // execute runs one command: pulls into the store (durable before it returns) or pushes from
 // it, through a staging buffer, in batches of segments.
 func (t *Target) execute(ctrl *fabric.Conn, cmd command) (uint64, error) {
-	if sb, _ := t.st.superblock(); sb == nil {
-		return 0, fmt.Errorf("%w: store not formatted", ErrNoVolume)
+	if !t.st.formatted.Load() {
+		if sb, _ := t.st.superblock(); sb == nil {
+			return 0, fmt.Errorf("%w: store not formatted", ErrNoVolume)
+		}
 	}
 	conn := ctrl
 	if cmd.Session != 0 {
@@ -299,30 +301,27 @@ func (t *Target) execute(ctrl *fabric.Conn, cmd command) (uint64, error) {
 	defer func() { t.bufs <- buf }()
 	maxOp := int(min(uint64(targetBufSize), conn.Caps().MaxTransfer))
 	var total uint64
-	type piece struct {
-		moff int64
-		roff uint64
-		boff int
-		n    int
-	}
-	var batch []piece
-	used := 0
+	var st staged
+	var ops []fabric.Op
 	flush := func() error {
-		if len(batch) == 0 {
+		if len(st.pieces) == 0 {
 			return nil
-		}
-		ops := make([]fabric.Op, len(batch))
-		for i, p := range batch {
-			ops[i] = fabric.Op{Kind: fabric.OpRead, Mem: buf, Off: p.boff, Len: p.n, Remote: cmd.Remote, RemoteOff: p.roff}
 		}
 		mem := buf.Bytes()
 		if cmd.Op == cmdPush {
-			for i, p := range batch {
-				ops[i].Kind = fabric.OpWrite
-				if err := t.st.readAt(mem[p.boff:p.boff+p.n], p.moff); err != nil {
+			for _, r := range st.runs(func(p piece) int64 { return p.moff }, targetBufSize) {
+				if err := t.st.readAt(mem[r.boff:r.boff+r.n], r.moff); err != nil {
 					return fmt.Errorf("%w: read store: %w", ErrTarget, err)
 				}
 			}
+		}
+		kind := fabric.OpRead
+		if cmd.Op == cmdPush {
+			kind = fabric.OpWrite
+		}
+		ops = ops[:0]
+		for _, r := range st.runs(func(p piece) int64 { return int64(p.roff) }, maxOp) {
+			ops = append(ops, fabric.Op{Kind: kind, Mem: buf, Off: r.boff, Len: r.n, Remote: cmd.Remote, RemoteOff: r.roff})
 		}
 		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeout)
 		err := conn.Do(ctx, ops)
@@ -335,29 +334,28 @@ func (t *Target) execute(ctrl *fabric.Conn, cmd command) (uint64, error) {
 			return fmt.Errorf("%w: controller memory: %w", ErrTarget, err)
 		}
 		if cmd.Op == cmdPull {
-			for _, p := range batch {
-				if err := t.st.writeAt(mem[p.boff:p.boff+p.n], p.moff); err != nil {
+			for _, r := range st.runs(func(p piece) int64 { return p.moff }, targetBufSize) {
+				if err := t.st.writeAt(mem[r.boff:r.boff+r.n], r.moff); err != nil {
 					return fmt.Errorf("%w: write store: %w", ErrTarget, err)
 				}
 			}
 		}
-		t.count(cmd, uint64(used))
-		total += uint64(used)
-		batch, used = batch[:0], 0
+		t.count(cmd, uint64(st.used))
+		total += uint64(st.used)
+		st.reset()
 		return nil
 	}
 	for _, s := range cmd.Segs {
 		moff, roff, left := int64(s.MemberOff), s.RemoteOff, int(s.Len)
 		for left > 0 {
-			n := min(left, maxOp, targetBufSize-used)
+			n := min(left, maxOp, targetBufSize-st.used)
 			if n == 0 {
 				if err := flush(); err != nil {
 					return total, err
 				}
 				continue
 			}
-			batch = append(batch, piece{moff, roff, used, n})
-			used += n
+			st.add(piece{moff: moff, roff: roff, boff: st.used, n: n})
 			moff, roff, left = moff+int64(n), roff+uint64(n), left-n
 		}
 	}

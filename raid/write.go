@@ -51,16 +51,16 @@ func (c *Controller) probeHost(ctx context.Context, session uint64, req ioReques
 	return nil
 }
 
-// forBatches runs fn over consecutive batches of stripes, two batches at a time, each with a
-// controller buffer.
-func (c *Controller) forBatches(ctx context.Context, stripes []stripeIO, fn func(context.Context, []stripeIO, slots) error) error {
+// forBatches runs fn over consecutive batches of up to per stripes, two batches at a time,
+// each with a controller buffer.
+func (c *Controller) forBatches(ctx context.Context, stripes []stripeIO, per int, fn func(context.Context, []stripeIO, slots) error) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	sem := make(chan struct{}, 2)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for len(stripes) > 0 && ctx.Err() == nil {
-		n := min(len(stripes), c.bufSlots)
+		n := min(len(stripes), per)
 		batch := stripes[:n]
 		stripes = stripes[n:]
 		select {
@@ -106,9 +106,16 @@ func (c *Controller) write(ctx context.Context, session uint64, req ioRequest) e
 		return err
 	}
 	stripes := groupStripes(c.layout.extents(int64(req.Offset), int64(req.Length)))
-	err := c.forBatches(ctx, stripes, func(ctx context.Context, b []stripeIO, sl slots) error {
+	partial, full := c.splitFull(stripes)
+	err := c.forBatches(ctx, partial, c.bufSlots, func(ctx context.Context, b []stripeIO, sl slots) error {
 		return c.writeBatch(ctx, session, req, b, sl)
 	})
+	if err == nil && len(full) > 0 {
+		err = c.forBatches(ctx, full, c.fullSlots(req.Flags&flagThroughController != 0),
+			func(ctx context.Context, b []stripeIO, sl slots) error {
+				return c.writeFull(ctx, session, req, b, sl.buf)
+			})
+	}
 	if err == nil {
 		c.ctr.add(cWrites, 1)
 		c.ctr.add(cWriteBytes, req.Length)
