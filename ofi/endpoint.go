@@ -125,17 +125,20 @@ func (e *Endpoint) Enable() error {
 	if polled && e.info != nil && e.info.Caps()&CapRMAEvent != 0 {
 		// Peers' RMA and atomics leave no completion here; counted, they tell the domain's
 		// poller that this endpoint is a busy target (best effort: polling works without).
+		// Bound and enabled while the poller is out: reading the counter progresses the
+		// endpoints bound to it.
+		// (Unlocked before the queues join the poller, which takes p.mu.)
 		p := &e.domain.poll
 		p.mu.Lock()
 		if c := p.activityCntr(); c != nil {
 			_ = e.BindCntr(c, AccessRemoteRead|AccessRemoteWrite)
 		}
-		err := e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) })
+		err := e.enable()
 		p.mu.Unlock()
 		if err != nil {
 			return err
 		}
-	} else if err := e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) }); err != nil {
+	} else if err := e.enable(); err != nil {
 		return err
 	}
 	for _, q := range []*CQ{e.txcq, e.rxcq} {
@@ -144,6 +147,10 @@ func (e *Endpoint) Enable() error {
 		}
 	}
 	return nil
+}
+
+func (e *Endpoint) enable() error {
+	return e.ctl("fi_enable", nil, func() C.int { return C.fi_enable(e.c) })
 }
 
 // Name is the endpoint's address in the provider's format (fi_getname), to hand to peers.

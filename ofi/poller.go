@@ -18,11 +18,11 @@ import (
 // between rounds; warm, it sleeps pollStep between rounds; cold, it wakes every pollCold or
 // when something is posted.
 const (
-	pollHot    = 2 * time.Millisecond
-	pollWarm   = 50 * time.Millisecond
-	pollStep   = 5 * time.Microsecond
-	pollCold   = time.Millisecond
-	hotRounds  = 4 // rounds per hot cgo call, each ending in sched_yield
+	pollHot   = 2 * time.Millisecond
+	pollWarm  = 50 * time.Millisecond
+	pollStep  = 5 * time.Microsecond
+	pollCold  = time.Millisecond
+	hotRounds = 4 // rounds per hot cgo call, each ending in sched_yield
 )
 
 // poller drives the queues of a domain that have no wait fd (shm): providers with manual
@@ -53,6 +53,11 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 // touch records activity and wakes a cold poller.
 func (p *poller) touch() {
 	p.last.Store(monoNow())
+	p.wake()
+}
+
+// wake ends a cold poller's sleep.
+func (p *poller) wake() {
 	if p.cold.Load() {
 		select {
 		case p.kick <- struct{}{}:
@@ -89,12 +94,7 @@ func (p *poller) remove(q *CQ) {
 		}
 	}
 	p.syncC()
-	if p.cold.Load() {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
-	}
+	p.wake()
 }
 
 // syncC rebuilds the C array of queue pointers. p.mu is held.
