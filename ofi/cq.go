@@ -42,6 +42,7 @@ type CQ struct {
 	domain *Domain
 	attr   CQAttr
 	waiter *fdWaiter // nil: poll
+	waitFD int       // libfabric's wait fd (the waiter and the assist set use dups of it)
 	tagged bool      // FI_CQ_FORMAT_TAGGED (else FI_CQ_FORMAT_DATA)
 
 	mu    sync.Mutex  // serializes draining
@@ -64,6 +65,8 @@ type CQ struct {
 	failure      atomic.Pointer[error] // the CQ itself failed
 	unowned      atomic.Uint64         // completions with no slot (counted, ignored)
 	remote       chan uint64           // remote CQ data of incoming RMA (no local operation)
+	assistID     atomic.Int32          // the queue's id in the assist set (0: not in it)
+	assistFD     int                   // its dup of waitFD there, under assist.mu
 }
 
 // slot states
@@ -132,6 +135,7 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 		var fd C.int
 		if C.rk_getwait_fd(&q.c.fid, &fd) == 0 {
 			q.waiter, _ = newFDWaiter(int(fd)) // nil: the fd cannot be polled; poll the queue
+			q.waitFD = int(fd)
 		}
 	}
 	q.slots = make([]slot, attr.Size)
@@ -164,6 +168,7 @@ func (q *CQ) startProgress() {
 			q.domain.poll.add(q)
 			return
 		}
+		assist.add(q, q.waitFD)
 		go q.progress()
 	})
 }
@@ -188,6 +193,8 @@ func (q *CQ) release() error {
 		q.waiter.kick()
 	}
 	q.progressOnce.Do(func() { close(q.stopped) }) // never started
+	// After the Once: startProgress cannot add the queue to the assist set again.
+	assist.remove(q)
 	if q.polled {
 		q.domain.poll.remove(q)
 	} else {
@@ -387,6 +394,9 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 				spinUntil = time.Now().Add(q.attr.Spin)
 			} else if i&63 == 0 && time.Now().After(spinUntil) {
 				break
+			}
+			if i&1 == 1 {
+				assist.help(q) // Go finds netpoller goroutines late while anything spins
 			}
 			if i&15 == 15 {
 				runtime.Gosched()

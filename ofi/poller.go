@@ -201,7 +201,10 @@ func (p *poller) loop() {
 		}
 		p.mu.Unlock()
 		if got == 0 && step == 0 {
-			runtime.Gosched() // hot: let waiting goroutines have the P between rounds
+			// Hot: serve the process's queues with wait fds (see assistSet) and let waiting
+			// goroutines have the P between rounds.
+			assist.help(nil)
+			runtime.Gosched()
 		}
 	}
 }

@@ -1,0 +1,61 @@
+package ofi
+
+import (
+	"os"
+	"testing"
+)
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// Queues with a progress goroutine join the assist set when their endpoint is enabled and
+// leave it, with their dup of the wait fd, when closed; help serves them from any goroutine.
+func TestAssistSet(t *testing.T) {
+	assist.init() // its epoll fd stays open for the process
+	fds0, n0 := openFDs(t), assist.n.Load()
+	a, b := rdmPair(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic)
+	if !a.cq.WaitFD() || !b.cq.WaitFD() {
+		t.Skip("tcp;ofi_rxm gave no wait fd here: its queues are polled, not assisted")
+	}
+	if got := assist.n.Load() - n0; got != 2 {
+		t.Fatalf("assist set grew by %d queues, want 2", got)
+	}
+	ctx := testCtx(t)
+	mr := b.reg(t, 4096, AccessLocal|AccessRemote)
+	r := mr.Region()
+	// An atomic on b from a, with a goroutine calling help meanwhile as spinners do: the
+	// result is right whichever goroutine served b.
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				assist.help(nil)
+			}
+		}
+	}()
+	for i := range 100 {
+		v, err := a.ep.FetchAtomic(ctx, OpSum, Uint64, a.peer, r.Addr, r.Key, 1)
+		if err != nil || v != uint64(i) {
+			close(done)
+			t.Fatalf("fetch-add %d: %d %v", i, v, err)
+		}
+	}
+	close(done)
+	a.fab.Close()
+	b.fab.Close()
+	if got := assist.n.Load(); got != n0 {
+		t.Errorf("assist set holds %d queues after close, want %d", got, n0)
+	}
+	if got := openFDs(t); got > fds0 {
+		t.Errorf("%d fds open after close, %d before", got, fds0)
+	}
+}
