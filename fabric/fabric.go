@@ -103,7 +103,9 @@ func (f *Fabric) Listen(ctx context.Context) (*Listener, error) {
 }
 
 // Dial connects to target: a full address of the same transport, or "host:port" (a name for
-// shm).
+// shm). It gives up when ctx ends or after the dial timeout (WithDialTimeout, default 15s),
+// whichever comes first: a peer that takes the connection but never answers the handshake ends
+// in ErrTimeout, never a hang.
 func (f *Fabric) Dial(ctx context.Context, target string) (*Conn, error) {
 	if err := f.check(); err != nil {
 		return nil, err
@@ -111,6 +113,11 @@ func (f *Fabric) Dial(ctx context.Context, target string) (*Conn, error) {
 	to, err := f.addr.resolve(target)
 	if err != nil {
 		return nil, err
+	}
+	if f.opt.dialTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.opt.dialTimeout)
+		defer cancel()
 	}
 	impl, err := f.b.dial(ctx, to)
 	if err != nil {

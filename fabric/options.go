@@ -6,14 +6,16 @@ import "time"
 type Option func(*options)
 
 type options struct {
-	maxMessage int
-	recvDepth  int
-	queueDepth int
-	spin       time.Duration
+	maxMessage  int
+	recvDepth   int
+	queueDepth  int
+	spin        time.Duration
+	dialTimeout time.Duration
 }
 
 func defaultOptions() options {
-	return options{maxMessage: 64 << 10, recvDepth: 8, queueDepth: 256, spin: 20 * time.Microsecond}
+	return options{maxMessage: 64 << 10, recvDepth: 8, queueDepth: 256, spin: 20 * time.Microsecond,
+		dialTimeout: 15 * time.Second}
 }
 
 // WithMaxMessage sets the largest Send/Recv message (default 64 KiB).
@@ -28,3 +30,7 @@ func WithQueueDepth(n int) Option { return func(o *options) { o.queueDepth = n }
 // WithSpin sets how long a waiting call polls its completion queue before it parks in Go's
 // poller (default 20µs). Longer is busy polling: lower latency, a core spent.
 func WithSpin(d time.Duration) Option { return func(o *options) { o.spin = d } }
+
+// WithDialTimeout bounds how long Dial may take, connection and handshake together, whatever
+// its context allows (default 15s; 0 leaves only the context).
+func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }

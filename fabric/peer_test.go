@@ -143,3 +143,31 @@ func TestPeerKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestDialTimeout dials a listener that nobody accepts on: with no deadline in its context,
+// Dial still ends, in ErrTimeout, when its dial timeout passes.
+func TestDialTimeout(t *testing.T) {
+	for _, tr := range []string{"ofi+tcp://127.0.0.1:0", "ofi+sockets://127.0.0.1:0"} {
+		t.Run(strings.Split(tr, ":")[0], func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f, l, err := fabric.Listen(ctx, tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			start := time.Now()
+			c, err := fabric.Dial(context.Background(), l.Addr(), fabric.WithDialTimeout(300*time.Millisecond))
+			if err == nil {
+				c.Close()
+				t.Fatal("dial to a listener nobody accepts on succeeded")
+			}
+			if !errors.Is(err, fabric.ErrTimeout) {
+				t.Fatalf("dial: %v, want ErrTimeout", err)
+			}
+			if el := time.Since(start); el > 30*time.Second {
+				t.Errorf("dial took %v", el) // a generous bound: the point is that it ends
+			}
+		})
+	}
+}
