@@ -102,12 +102,9 @@ func (m *member) copyWord(off uint64) *uint64 {
 	return (*uint64)(unsafe.Pointer(&m.copy.Bytes()[off]))
 }
 
-// opCtx gives ctx a deadline if it has none.
-func (s *Segment) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, s.cfg.OpTimeout)
+// opCtx gives ctx a deadline OpTimeout from now if it has none.
+func (s *Segment) opCtx(ctx context.Context) (context.Context, func()) {
+	return withLazyDeadline(ctx, s.cfg.OpTimeout)
 }
 
 // run runs one operation and returns the word's previous value.

@@ -165,6 +165,7 @@ func shmemBench(args []string) int {
 	depth := fs.Int("depth", 32, "operations in flight when pipelined")
 	ops := fs.Int("ops", 20000, "operations per measurement and member")
 	spin := fs.Duration("spin", 200*time.Microsecond, "completion busy-poll time (fabric.WithSpin)")
+	rounds := fs.Int("rounds", 3, "runs of each case, Go and C alternating (the best of each is kept)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -174,9 +175,10 @@ func shmemBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Printf("shmem atomics on %s, %d members, pipelined depth %d, %d ops per run\n\n", *tr, *nodes, *depth, *ops)
+	fmt.Printf("shmem atomics on %s, %d members, pipelined depth %d, %d ops per run, best of %d\n\n", *tr, *nodes,
+		*depth, *ops, *rounds)
 	if _, err := shmembench.Run(ctx, shmembench.Config{Transport: *tr, Nodes: *nodes, Depth: *depth, Ops: *ops,
-		Spin: *spin}, os.Stdout); err != nil {
+		Spin: *spin, Rounds: *rounds}, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "rdmakit shmem bench:", err)
 		return 1
 	}
