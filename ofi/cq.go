@@ -462,6 +462,13 @@ func (q *CQ) progress() {
 			// Edge-triggered: the queue is drained; fi_trywait arms the wait object (rxm and
 			// tcp only watch their sockets once asked) or says there is more to read.
 			q.mu.Lock()
+			if q.orphaned.Load() {
+				// An endpoint closed since the check above (Endpoint.release marks the queue
+				// before it takes q.mu): its entry may still be in the wait set, and
+				// fi_trywait would call into the freed endpoint.
+				q.mu.Unlock()
+				continue
+			}
 			q.domain.quiet.Lock()
 			busy := C.rk_trywait1(q.domain.fabric.c, q.c) != 0
 			q.domain.quiet.Unlock()

@@ -499,10 +499,9 @@ func (e *Endpoint) prepare(op *Op) (C.rk_op, error) {
 	return c, nil
 }
 
-// ctl runs a control-path libfabric call on the endpoint shut off from fi_trywait (see
-// Domain.quiet).
 // ctl makes one control call on the endpoint (and on with, an object it binds, if any),
-// holding both open for the call and taking the domain's quiet lock shared.
+// holding both open for the call and taking the domain's quiet lock shared: no fi_trywait
+// runs beside it (see Domain.quiet).
 func (e *Endpoint) ctl(op string, with *node, call func() C.int) error {
 	if !e.enter() {
 		return ErrClosed
