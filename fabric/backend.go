@@ -7,6 +7,7 @@ import "context"
 
 type backend interface {
 	alloc(size int, acc Access) (memoryImpl, error)
+	register(b []byte, acc Access) (memoryImpl, error)
 	listen(ctx context.Context) (listenerImpl, error)
 	dial(ctx context.Context, to Addr) (connImpl, error)
 	caps() Caps

@@ -65,6 +65,11 @@ func (f *Fabric) Alloc(size int, acc Access) (*Memory, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("%w: memory size %d", ErrInvalid, size)
 	}
+	return f.newMemory(acc, "alloc", size, func() (memoryImpl, error) { return f.b.alloc(size, acc) })
+}
+
+// newMemory makes memory with mk and keeps it for Close.
+func (f *Fabric) newMemory(acc Access, what string, size int, mk func() (memoryImpl, error)) (*Memory, error) {
 	if acc&^RemoteAll != 0 {
 		return nil, fmt.Errorf("%w: access bits %#x", ErrInvalid, acc)
 	}
@@ -73,13 +78,26 @@ func (f *Fabric) Alloc(size int, acc Access) (*Memory, error) {
 	if f.closed {
 		return nil, ErrClosed
 	}
-	impl, err := f.b.alloc(size, acc)
+	impl, err := mk()
 	if err != nil {
-		return nil, fmt.Errorf("alloc %d bytes: %w", size, err)
+		return nil, fmt.Errorf("%s %d bytes: %w", what, size, err)
 	}
 	m := &Memory{f: f, impl: impl, acc: acc}
 	f.mems[m] = struct{}{}
 	return m, nil
+}
+
+// Register registers memory the caller owns and maps, such as a file mapped with mmap, so
+// that operations can move data straight to or from it. b must stay mapped until the Memory
+// is closed (Close deregisters it and leaves the mapping alone), and it must not be memory Go's
+// garbage collector manages. Only providers that do not pin registered pages (libfabric's tcp,
+// sockets and shm) take it; the others (verbs) say ErrNotSupported, since pinning a large
+// mapping would hold all of it in memory: use Alloc there.
+func (f *Fabric) Register(b []byte, acc Access) (*Memory, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty memory", ErrInvalid)
+	}
+	return f.newMemory(acc, "register", len(b), func() (memoryImpl, error) { return f.b.register(b, acc) })
 }
 
 // Listen listens on the fabric's address.

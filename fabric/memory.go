@@ -48,8 +48,8 @@ func (m *Memory) Access() Access { return m.acc }
 // Remote is the descriptor to hand to peers.
 func (m *Memory) Remote() Remote { return m.impl.remote() }
 
-// Close deregisters and unmaps the memory; it waits for operations using it to finish.
-// Idempotent.
+// Close deregisters the memory and unmaps what Alloc mapped (a mapping given to Register stays
+// the caller's); it waits for operations using it to finish. Idempotent.
 func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -159,7 +159,8 @@ func (b *ofiBackend) caps() Caps { return b.c }
 func (b *ofiBackend) close() error { return ofiError(b.fab.Close()) }
 
 type ofiMemory struct {
-	buf *ofi.Buffer
+	buf *ofi.Buffer // nil: registered caller memory (Register), not ours to free
+	mem []byte
 	mr  *ofi.MR
 }
 
@@ -168,6 +169,26 @@ func (b *ofiBackend) alloc(size int, acc Access) (memoryImpl, error) {
 	if err != nil {
 		return nil, ofiError(err)
 	}
+	mr, err := b.dom.RegMR(buf.Bytes(), ofiAccess(acc))
+	if err != nil {
+		buf.Free()
+		return nil, ofiError(err)
+	}
+	return &ofiMemory{buf: buf, mem: buf.Bytes(), mr: mr}, nil
+}
+
+func (b *ofiBackend) register(mem []byte, acc Access) (memoryImpl, error) {
+	if b.provider != "tcp;ofi_rxm" && b.provider != "tcp" && b.provider != "sockets" && b.provider != "shm" {
+		return nil, fmt.Errorf("%w: %s pins registered memory: use Alloc", ErrNotSupported, b.provider)
+	}
+	mr, err := b.dom.RegMR(mem, ofiAccess(acc))
+	if err != nil {
+		return nil, ofiError(err)
+	}
+	return &ofiMemory{mem: mem, mr: mr}, nil
+}
+
+func ofiAccess(acc Access) ofi.Access {
 	access := ofi.AccessLocal
 	if acc&RemoteRead != 0 {
 		access |= ofi.AccessRemoteRead
@@ -178,19 +199,17 @@ func (b *ofiBackend) alloc(size int, acc Access) (memoryImpl, error) {
 	if acc&RemoteAtomic != 0 {
 		access |= ofi.AccessRemoteRead | ofi.AccessRemoteWrite
 	}
-	mr, err := b.dom.RegMR(buf.Bytes(), access)
-	if err != nil {
-		buf.Free()
-		return nil, ofiError(err)
-	}
-	return &ofiMemory{buf: buf, mr: mr}, nil
+	return access
 }
 
-func (m *ofiMemory) bytes() []byte  { return m.buf.Bytes() }
+func (m *ofiMemory) bytes() []byte  { return m.mem }
 func (m *ofiMemory) remote() Remote { return m.mr.Region() }
 func (m *ofiMemory) close() error {
-	err := m.mr.Close()
-	return errors.Join(ofiError(err), m.buf.Free())
+	err := ofiError(m.mr.Close())
+	if m.buf != nil {
+		err = errors.Join(err, m.buf.Free())
+	}
+	return err
 }
 
 var (

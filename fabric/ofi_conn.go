@@ -209,7 +209,7 @@ func (c *ofiConn) doLive(ctx context.Context, ops []Op) (kill bool, err error) {
 				o.Kind, o.Flags = ofi.OpWrite, c.b.hints.TxOpFlags
 			}
 			m := op.Mem.impl.(*ofiMemory)
-			o.Buf, o.MR = m.buf.Bytes()[op.Off:op.Off+op.Len], m.mr
+			o.Buf, o.MR = m.mem[op.Off:op.Off+op.Len], m.mr
 		case OpAtomic:
 			a := atomicMap[op.Atomic]
 			o.Kind, o.AtomicOp, o.Datatype = a.kind, a.op, ofi.Uint64

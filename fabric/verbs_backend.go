@@ -142,6 +142,13 @@ type verbsMemory struct {
 	mr  *verbs.MR
 }
 
+// register refuses: ibv_reg_mr pins every page of what it registers (and the kernel refuses
+// long-term pins of most file mappings), so only memory allocated for the purpose is
+// registered here.
+func (b *verbsBackend) register(mem []byte, acc Access) (memoryImpl, error) {
+	return nil, fmt.Errorf("%w: verbs pins registered memory: use Alloc", ErrNotSupported)
+}
+
 func (b *verbsBackend) alloc(size int, acc Access) (memoryImpl, error) {
 	mem, err := verbs.Alloc(size)
 	if err != nil {

@@ -62,6 +62,10 @@ func TestVerbsCaps(t *testing.T) {
 		c.MaxMessage != 64<<10 || c.MaxTransfer < 1<<20 {
 		t.Fatalf("caps %+v", c)
 	}
+	// Registering caller memory would pin all of it: verbs refuses (see Fabric.Register).
+	if _, err := f.Register(make([]byte, 4096), 0); !errors.Is(err, fabric.ErrNotSupported) {
+		t.Errorf("register on verbs: %v, want ErrNotSupported", err)
+	}
 	if _, err := fabric.Open("verbs://127.0.0.1:0"); err == nil {
 		t.Fatal("opened verbs on loopback, which has no RDMA device")
 	}
