@@ -9,7 +9,10 @@
 //
 //   - Target serves one member: a file-backed store with a superblock, executing the
 //     controller's commands and making writes durable (fdatasync, shared by concurrent
-//     commands) before completing them.
+//     commands) before completing them. On providers that register memory without pinning it
+//     (libfabric tcp, sockets, shm) the store's data area is mapped and registered, so pulled
+//     data lands in the page cache and pushed data leaves from it with no copy in between;
+//     elsewhere (verbs) it is staged through registered buffers with pread and pwrite.
 //   - Controller owns the volume: RAID 0, 1, 5, 6 or general k+m Reed-Solomon, rotating parity,
 //     a command queue per member, full-stripe writes whose data members pull from the host while
 //     the controller computes parity, partial-stripe read-modify-write or reconstruct-write, a

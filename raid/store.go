@@ -2,6 +2,7 @@ package raid
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +14,8 @@ import (
 // store is a target's backing file or block device: a superblock block, then the data area.
 type store struct {
 	f         *os.File
-	capacity  int64 // bytes of the data area
+	capacity  int64  // bytes of the data area
+	data      []byte // the data area mapped shared (mapData), or nil
 	durable   groupSync
 	formatted atomic.Bool // a superblock has been read or written: it is never taken back
 }
@@ -98,4 +100,24 @@ func (s *store) writeAt(p []byte, off int64) error {
 // fdatasync calls.
 func (s *store) sync() error { return s.durable.wait() }
 
-func (s *store) close() error { return s.f.Close() }
+// mapData maps the data area shared, so that transfers can move member data straight to and
+// from the page cache, and returns it. The mapping lives until close.
+func (s *store) mapData() ([]byte, error) {
+	if s.data == nil {
+		m, err := unix.Mmap(int(s.f.Fd()), dataStart, int(s.capacity), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return nil, err
+		}
+		s.data = m
+	}
+	return s.data, nil
+}
+
+func (s *store) close() error {
+	var err error
+	if s.data != nil {
+		err = unix.Munmap(s.data)
+		s.data = nil
+	}
+	return errors.Join(err, s.f.Close())
+}

@@ -34,6 +34,10 @@ type Target struct {
 	l    *fabric.Listener
 	st   *store
 	bufs chan *fabric.Memory
+	// direct is the store's data area registered with the fabric (providers that register
+	// without pinning): members' data moves between it and peers' memory with no copy
+	// through bufs. nil: staged through bufs with pread/pwrite.
+	direct *fabric.Memory
 
 	mu       sync.Mutex
 	sessions map[uint64]*fabric.Conn
@@ -75,6 +79,12 @@ func NewTarget(ctx context.Context, cfg TargetConfig) (*Target, error) {
 			return nil, fmt.Errorf("raid target: %w", err)
 		}
 		t.bufs <- m
+	}
+	if data, err := st.mapData(); err == nil {
+		// Local access only: the target's own reads and writes move the data.
+		if t.direct, err = f.Register(data, 0); err != nil {
+			t.logf("store %s moves data through staging buffers: %v", cfg.Store, err)
+		}
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.wg.Add(1)
@@ -297,6 +307,9 @@ func (t *Target) execute(ctrl *fabric.Conn, cmd command) (uint64, error) {
 			return 0, err
 		}
 	}
+	if t.direct != nil {
+		return t.executeDirect(conn, cmd)
+	}
 	buf := <-t.bufs
 	defer func() { t.bufs <- buf }()
 	maxOp := int(min(uint64(targetBufSize), conn.Caps().MaxTransfer))
@@ -323,15 +336,8 @@ func (t *Target) execute(ctrl *fabric.Conn, cmd command) (uint64, error) {
 		for _, r := range st.runs(func(p piece) int64 { return int64(p.roff) }, maxOp) {
 			ops = append(ops, fabric.Op{Kind: kind, Mem: buf, Off: r.boff, Len: r.n, Remote: cmd.Remote, RemoteOff: r.roff})
 		}
-		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeout)
-		err := conn.Do(ctx, ops)
-		cancel()
-		if err != nil {
-			if cmd.Session != 0 {
-				t.dropSession(cmd.Session, conn)
-				return fmt.Errorf("%w: %w", ErrHostAcc, err)
-			}
-			return fmt.Errorf("%w: controller memory: %w", ErrTarget, err)
+		if err := t.do(conn, cmd, ops); err != nil {
+			return err
 		}
 		if cmd.Op == cmdPull {
 			for _, r := range st.runs(func(p piece) int64 { return p.moff }, targetBufSize) {
@@ -362,14 +368,65 @@ func (t *Target) execute(ctrl *fabric.Conn, cmd command) (uint64, error) {
 	if err := flush(); err != nil {
 		return total, err
 	}
+	return total, t.finish(cmd)
+}
+
+// executeDirect runs a command on a store registered with the fabric: the RDMA READs of a
+// pull land in the store's page cache, the RDMA WRITEs of a push leave from it.
+func (t *Target) executeDirect(conn *fabric.Conn, cmd command) (uint64, error) {
+	kind := fabric.OpRead
+	if cmd.Op == cmdPush {
+		kind = fabric.OpWrite
+	}
+	maxOp := int(min(uint64(targetBufSize), conn.Caps().MaxTransfer))
+	var ops []fabric.Op
+	var total uint64
+	for _, s := range cmd.Segs {
+		for off := 0; off < int(s.Len); {
+			moff, roff, n := int(s.MemberOff)+off, s.RemoteOff+uint64(off), min(int(s.Len)-off, maxOp)
+			if k := len(ops) - 1; k >= 0 && ops[k].Off+ops[k].Len == moff &&
+				ops[k].RemoteOff+uint64(ops[k].Len) == roff && ops[k].Len < maxOp {
+				n = min(n, maxOp-ops[k].Len) // contiguous on both sides: extend the last one
+				ops[k].Len += n
+			} else {
+				ops = append(ops, fabric.Op{Kind: kind, Mem: t.direct, Off: moff, Len: n, Remote: cmd.Remote, RemoteOff: roff})
+			}
+			off += n
+			total += uint64(n)
+		}
+	}
+	if err := t.do(conn, cmd, ops); err != nil {
+		return 0, err
+	}
+	t.count(cmd, total)
+	return total, t.finish(cmd)
+}
+
+// do runs a command's transfers on conn and says whose memory failed them.
+func (t *Target) do(conn *fabric.Conn, cmd command, ops []fabric.Op) error {
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeout)
+	err := conn.Do(ctx, ops)
+	cancel()
+	if err != nil {
+		if cmd.Session != 0 {
+			t.dropSession(cmd.Session, conn)
+			return fmt.Errorf("%w: %w", ErrHostAcc, err)
+		}
+		return fmt.Errorf("%w: controller memory: %w", ErrTarget, err)
+	}
+	return nil
+}
+
+// finish makes a pull durable if the command asks, and counts the command.
+func (t *Target) finish(cmd command) error {
 	if cmd.Op == cmdPull && cmd.Sync {
 		if err := t.st.sync(); err != nil {
-			return total, fmt.Errorf("%w: fdatasync: %w", ErrTarget, err)
+			return fmt.Errorf("%w: fdatasync: %w", ErrTarget, err)
 		}
 		t.stats[4].Add(1)
 	}
 	t.stats[5].Add(1)
-	return total, nil
+	return nil
 }
 
 func (t *Target) count(cmd command, n uint64) {
