@@ -113,11 +113,14 @@ func (s *store) mapData() ([]byte, error) {
 	return s.data, nil
 }
 
-func (s *store) close() error {
-	var err error
-	if s.data != nil {
-		err = unix.Munmap(s.data)
-		s.data = nil
+// unmapData drops the mapping mapData made, if any.
+func (s *store) unmapData() error {
+	if s.data == nil {
+		return nil
 	}
-	return errors.Join(err, s.f.Close())
+	err := unix.Munmap(s.data)
+	s.data = nil
+	return err
 }
+
+func (s *store) close() error { return errors.Join(s.unmapData(), s.f.Close()) }

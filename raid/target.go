@@ -84,6 +84,7 @@ func NewTarget(ctx context.Context, cfg TargetConfig) (*Target, error) {
 		// Local access only: the target's own reads and writes move the data.
 		if t.direct, err = f.Register(data, 0); err != nil {
 			t.logf("store %s moves data through staging buffers: %v", cfg.Store, err)
+			st.unmapData()
 		}
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
