@@ -119,23 +119,8 @@ func (c *Controller) writeFull(ctx context.Context, session uint64, req ioReques
 		}
 		return err
 	})
-	if _, err = f.wait(); err != nil {
-		// Some members may hold the new chunks and others not: make parity agree with
-		// whatever the data is now before letting go of the stripes.
-		for rest := stripes; len(rest) > 0; {
-			n := min(len(rest), c.bufSlots)
-			if rerr := c.resyncStripes(ctx, rest[:n], slots{l: c.layout, buf: buf}); rerr != nil {
-				c.logf("resync after failed write: %v (intent kept)", rerr)
-				return err
-			}
-			rest = rest[n:]
-		}
-	}
-	c.intent.clear(stripes)
-	if err != nil {
-		return err
-	}
-	if _, err := c.view(0); err != nil {
+	_, err = f.wait()
+	if err := c.settle(ctx, stripes, slots{l: c.layout, buf: buf}, err); err != nil {
 		return err
 	}
 	c.ctr.add(cHostReadParity, hostRead)

@@ -315,21 +315,7 @@ func (c *Controller) writeBatch(ctx context.Context, session uint64, req ioReque
 			}
 		}
 		_, err = c.run(ctx, v, put, nil)
-		if err != nil {
-			// Some members may hold the new chunks and others not: make parity agree with
-			// whatever the data is now before letting go of the stripes.
-			if rerr := c.resyncStripes(ctx, stripes, sl); rerr != nil {
-				c.logf("resync after failed write: %v (intent kept)", rerr)
-				return err
-			}
-		}
-		if l.M > 0 {
-			c.intent.clear(stripes)
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := c.view(0); err != nil {
+		if err := c.settle(ctx, stripes, sl, err); err != nil {
 			return err
 		}
 		c.ctr.add(cParityToTargets, parity)
@@ -340,6 +326,33 @@ func (c *Controller) writeBatch(ctx context.Context, session uint64, req ioReque
 		c.ctr.add(cDegraded, counts[modeDegraded])
 		return nil
 	}
+}
+
+// settle ends the write of stripes whose member commands returned err, and returns the
+// write's outcome. After a failure some members may hold the new chunks and others not: parity
+// is made to agree with whatever the data is now (through sl, bufSlots stripes at a time)
+// before the stripes are let go, and if that fails too the intent stays for a later resync.
+// The intent the write recorded (layouts with parity record one) is then cleared and, after a
+// success, the members' view checked.
+func (c *Controller) settle(ctx context.Context, stripes []int64, sl slots, err error) error {
+	if err != nil {
+		for rest := stripes; len(rest) > 0; {
+			n := min(len(rest), c.bufSlots)
+			if rerr := c.resyncStripes(ctx, rest[:n], sl); rerr != nil {
+				c.logf("resync after failed write: %v (intent kept)", rerr)
+				return err
+			}
+			rest = rest[n:]
+		}
+	}
+	if c.layout.M > 0 {
+		c.intent.clear(stripes)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.view(0)
+	return err
 }
 
 // computeParity turns the gathered chunks of one stripe slot into new parity.
