@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/fabric/fabrictest"
 )
 
 // TestRegister registers a mapping of a file the test owns; a peer writes into it and reads
@@ -38,11 +39,8 @@ func TestRegister(t *testing.T) {
 			}
 			defer unix.Munmap(mapping)
 
-			srv, l, err := fabric.Listen(ctx, tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
+			pair := fabrictest.Connect(t, tr)
+			srv, cli, sc := pair.Server, pair.ClientConn, pair.ServerConn
 			if _, err := srv.Register(nil, fabric.RemoteAll); !errors.Is(err, fabric.ErrInvalid) {
 				t.Errorf("empty register: %v, want ErrInvalid", err)
 			}
@@ -53,21 +51,6 @@ func TestRegister(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			acc := make(chan *fabric.Conn, 1)
-			go func() {
-				c, _ := l.Accept(ctx)
-				acc <- c
-			}()
-			cli, err := fabric.Dial(ctx, l.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cli.Close()
-			sc := <-acc
-			if sc == nil {
-				t.Fatal("accept failed")
-			}
-			defer sc.Close()
 			// The server serves RMA only while its queues are driven: keep a receive going.
 			go sc.Recv(ctx, make([]byte, 64))
 

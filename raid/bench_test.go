@@ -5,34 +5,22 @@ import (
 	"time"
 
 	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/fabric/fabrictest"
 )
 
 // rawReadBandwidth measures fabric RMA-read bandwidth on tr: total bytes in 64 KiB reads,
 // batched, from one process-local peer to another.
 func rawReadBandwidth(b testing.TB, tr string, total, piece, iters int) float64 {
 	ctx := testCtx(b, time.Minute)
-	srv, l, err := fabric.Listen(ctx, listenAddr(tr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	acc := make(chan *fabric.Conn, 1)
-	go func() {
-		c, _ := l.Accept(ctx)
-		acc <- c
-	}()
-	cli, err := fabric.Dial(ctx, l.Addr())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cli.Close()
-	p := newPassive(<-acc) // the reads' passive side is progressed, as the raid host's is
+	pair := fabrictest.Connect(b, listenAddr(tr))
+	cli := pair.ClientConn
+	p := newPassive(pair.ServerConn) // the reads' passive side is progressed, as the raid host's is
 	defer p.close()
-	src, err := srv.Alloc(total, fabric.RemoteRead)
+	src, err := pair.Server.Alloc(total, fabric.RemoteRead)
 	if err != nil {
 		b.Fatal(err)
 	}
-	dst, err := cli.Fabric().Alloc(total, 0)
+	dst, err := pair.Client.Alloc(total, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
