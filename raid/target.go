@@ -383,20 +383,14 @@ func (t *Target) executeDirect(conn *fabric.Conn, cmd command) (uint64, error) {
 	var ops []fabric.Op
 	var total uint64
 	for _, s := range cmd.Segs {
-		for off := 0; off < int(s.Len); {
-			moff, roff, n := int(s.MemberOff)+off, s.RemoteOff+uint64(off), min(int(s.Len)-off, maxOp)
-			if k := len(ops) - 1; k >= 0 && ops[k].Off+ops[k].Len == moff &&
-				ops[k].RemoteOff+uint64(ops[k].Len) == roff && ops[k].Len < maxOp {
-				n = min(n, maxOp-ops[k].Len) // contiguous on both sides: extend the last one
-				ops[k].Len += n
-			} else {
-				ops = append(ops, fabric.Op{Kind: kind, Mem: t.direct, Off: moff, Len: n, Remote: cmd.Remote, RemoteOff: roff})
-			}
-			off += n
+		for off := 0; off < int(s.Len); off += maxOp {
+			n := min(int(s.Len)-off, maxOp)
+			ops = append(ops, fabric.Op{Kind: kind, Mem: t.direct, Off: int(s.MemberOff) + off, Len: n,
+				Remote: cmd.Remote, RemoteOff: s.RemoteOff + uint64(off)})
 			total += uint64(n)
 		}
 	}
-	if err := t.do(conn, cmd, ops); err != nil {
+	if err := t.do(conn, cmd, coalesce(ops, uint64(maxOp))); err != nil {
 		return 0, err
 	}
 	t.count(cmd, total)
