@@ -41,18 +41,20 @@ type poller struct {
 	cntr    *Cntr // counts peers' RMA and atomics on the domain's endpoints (FI_RMA_EVENT)
 	seen    uint64
 
-	last atomic.Int64 // monotonic ns of the last activity
-	cold atomic.Bool  // sleeping a cold interval: posts kick
-	kick chan struct{}
+	last  atomic.Int64  // monotonic ns of the last activity the poller saw
+	posts atomic.Uint64 // posts so far (touch): the poller reads the clock, not every post
+	seenP uint64        // posts at the poller's last look
+	cold  atomic.Bool   // sleeping a cold interval: posts kick
+	kick  chan struct{}
 }
 
 var monoBase = time.Now()
 
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
-// touch records activity and wakes a cold poller.
+// touch records activity (a post) and wakes a cold poller.
 func (p *poller) touch() {
-	p.last.Store(monoNow())
+	p.posts.Add(1)
 	p.wake()
 }
 
@@ -155,6 +157,10 @@ func (p *poller) loop() {
 			p.cntr.exit()
 		}
 		now := monoNow()
+		if v := p.posts.Load(); v != p.seenP {
+			p.seenP = v
+			p.last.Store(now)
+		}
 		if n > 0 {
 			p.last.Store(now)
 			p.promise, p.misses = false, 0

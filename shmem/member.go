@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,14 +100,18 @@ func (m *member) dial(ctx context.Context, wait time.Duration) (*link, uint64, i
 	return &link{c: c, remote: w.portion}, w.incarnation, int(w.pid), nil
 }
 
+// selfPID is this process's id: members it hosts need no liveness check.
+var selfPID = os.Getpid()
+
 // get returns a working link, redialing once if the last one broke for a reason other than
 // the member's death (a canceled or timed-out operation closes its connection).
 func (m *member) get(ctx context.Context) (*link, error) {
-	if m.pid != 0 && unix.Kill(m.pid, 0) == unix.ESRCH {
-		// A same-host member whose process is gone. Checked before every operation: with
-		// libfabric 1.17 (shm, and tcp;ofi_rxm when the reset is not seen in time) an operation
-		// posted to a dead peer may never complete, and closing its connection at the deadline
-		// has left the process's other connections stuck and then crashed in fi_cq_read.
+	if m.pid != 0 && m.pid != selfPID && unix.Kill(m.pid, 0) == unix.ESRCH {
+		// A same-host member whose process is gone (one in our own process is not). Checked
+		// before every operation: with libfabric 1.17 (shm, and tcp;ofi_rxm when the reset is
+		// not seen in time) an operation posted to a dead peer may never complete, and closing
+		// its connection at the deadline has left the process's other connections stuck and
+		// then crashed in fi_cq_read.
 		m.mu.Lock()
 		if m.down == nil {
 			m.down = m.downErrLocked(fmt.Errorf("process %d exited", m.pid))
