@@ -220,8 +220,9 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 	if e.isClosed() {
 		return ErrClosed
 	}
-	var small [1]C.rk_op
-	cops := small[:0]
+	k := getCall()
+	defer calls.Put(k)
+	cops := unsafe.Slice(&k.c.op, 1)[:0]
 	if len(ops) > 1 {
 		cops = make([]C.rk_op, 0, len(ops))
 	}
@@ -244,7 +245,7 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 	var first error
 	for reaped < len(ops) {
 		if posted < len(ops) && first == nil {
-			n, err := e.post(ctx, ops, cops, ids, posted, posted > reaped)
+			n, err := e.post(ctx, k, ops, cops, ids, posted, posted > reaped)
 			posted += n
 			if err != nil {
 				for i := posted; i < len(ops); i++ {
@@ -275,7 +276,7 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 
 // post posts ops[from:] until a queue is full (when busy, some are in flight already) and
 // returns how many it posted.
-func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int32, from int, busy bool) (int, error) {
+func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, ids []int32, from int, busy bool) (int, error) {
 	for {
 		n := 0
 		for i := from; i < len(ops); i++ {
@@ -319,7 +320,6 @@ func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int
 			}
 			continue
 		}
-		var rc C.ssize_t
 		var got C.int
 		if !e.enter() {
 			for i := from; i < from+n; i++ {
@@ -334,17 +334,17 @@ func (e *Endpoint) post(ctx context.Context, ops []Op, cops []C.rk_op, ids []int
 		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
 			// Latency path: post and poll in one cgo call.
 			q := e.cqFor(ops[from].Kind)
-			var nc C.int
-			got = C.rk_post_drain(e.c, &cops[from], 1, &rc, q.c, &q.comps[0], C.int(len(q.comps)),
-				boolInt(q.attr.Source), boolInt(q.tagged), 64, &nc)
+			got = C.rk_post_drain(e.c, &cops[from], 1, &k.c.rc, q.c, &q.comps[0], C.int(len(q.comps)),
+				boolInt(q.attr.Source), boolInt(q.tagged), 64, &k.c.ncomp)
 			e.domain.quiet.RUnlock()
-			q.dispatch(q.comps[:nc])
+			q.dispatch(q.comps[:k.c.ncomp])
 			q.mu.Unlock()
 		} else {
-			got = C.rk_post(e.c, &cops[from], C.int(n), &rc)
+			got = C.rk_post(e.c, &cops[from], C.int(n), &k.c.rc)
 			e.domain.quiet.RUnlock()
 		}
 		e.exit()
+		rc := k.c.rc
 		for i := from + int(got); i < from+n; i++ { // not posted
 			if ids[i] >= 0 {
 				e.cqFor(ops[i].Kind).freeSlot(ids[i])

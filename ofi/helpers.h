@@ -40,6 +40,15 @@ typedef struct rk_op {
 	uint64_t ctx;                     // operation context: an integer, never a pointer
 } rk_op;
 
+// rk_call is C memory for one Do call: its operation when it has only one, and the outputs
+// of the cgo calls that post it. Go memory passed to C escapes to the heap (an allocation per
+// call) and is checked on every call; this is neither.
+typedef struct rk_call {
+	rk_op op;
+	ssize_t rc;
+	int ncomp;
+} rk_call;
+
 // rk_comp is one completion, successful or not, as plain values.
 typedef struct rk_comp {
 	uint64_t ctx, flags, len, data, tag, src;

@@ -7,8 +7,25 @@ import "C"
 
 import (
 	"context"
+	"runtime"
+	"sync"
 	"unsafe"
 )
+
+// call is a Do or Post call's C memory (rk_call), pooled; a call the pool drops is freed by
+// its cleanup.
+type call struct{ c *C.rk_call }
+
+var calls sync.Pool
+
+func getCall() *call {
+	if k, ok := calls.Get().(*call); ok {
+		return k
+	}
+	k := &call{c: (*C.rk_call)(C.malloc(C.sizeof_rk_call))} // cgo's malloc never returns nil
+	runtime.AddCleanup(k, func(p unsafe.Pointer) { C.free(p) }, unsafe.Pointer(k.c))
+	return k
+}
 
 // Ticket identifies an operation started with Post until Wait collects it.
 type Ticket struct{ id int32 }
@@ -24,10 +41,13 @@ func (e *Endpoint) Post(ctx context.Context, op *Op) (Ticket, error) {
 	if err != nil {
 		return Ticket{}, err
 	}
-	cops := [1]C.rk_op{c}
+	k := getCall()
+	defer calls.Put(k)
+	k.c.op = c
+	cops := unsafe.Slice(&k.c.op, 1)
 	ids := [1]int32{}
 	for {
-		n, err := e.post(ctx, unsafe.Slice(op, 1), cops[:], ids[:], 0, false)
+		n, err := e.post(ctx, k, unsafe.Slice(op, 1), cops, ids[:], 0, false)
 		if err != nil {
 			return Ticket{}, err
 		}

@@ -110,7 +110,7 @@ func (s *Segment) opCtx(ctx context.Context) (context.Context, func()) {
 // run runs one operation and returns the word's previous value.
 func (s *Segment) run(ctx context.Context, k OpKind, node int, off, value, arg uint64) (uint64, error) {
 	ops := [1]Op{{Kind: k, Node: node, Off: off, Value: value, Arg: arg}}
-	err := s.Do(ctx, ops[:])
+	err := s.doOne(ctx, ops[:])
 	return ops[0].Result, err
 }
 
@@ -120,25 +120,6 @@ func (s *Segment) run(ctx context.Context, k OpKind, node int, off, value, arg u
 // Every op is validated before any is posted. Ops the transport lacks natively run afterwards,
 // one by one, as compare-and-swap loops.
 func (s *Segment) Do(ctx context.Context, ops []Op) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	if s.isClosed() {
-		return ErrClosed
-	}
-	for i := range ops {
-		op := &ops[i]
-		op.Result, op.Err = 0, nil
-		if _, ok := specs[op.Kind]; !ok {
-			return opErr(len(ops), i, fmt.Errorf("%w: unknown op kind %d", fabric.ErrInvalid, op.Kind))
-		}
-		if _, err := s.check(op.Node, op.Off); err != nil {
-			return opErr(len(ops), i, err)
-		}
-	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	// Fast path: everything on one node.
 	one := true
 	for i := range ops {
 		if ops[i].Node != ops[0].Node {
@@ -147,8 +128,13 @@ func (s *Segment) Do(ctx context.Context, ops []Op) error {
 		}
 	}
 	if one {
-		return s.doNode(ctx, s.members[ops[0].Node], ops, nil)
+		return s.doOne(ctx, ops)
 	}
+	if err := s.validate(ops); err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	byNode := map[int][]int{}
 	for i := range ops {
 		byNode[ops[i].Node] = append(byNode[ops[i].Node], i)
@@ -166,6 +152,38 @@ func (s *Segment) Do(ctx context.Context, ops []Op) error {
 	return first
 }
 
+// doOne is Do for ops all on one node. Unlike Do it keeps no reference to ops past the call
+// (no goroutines), so the callers' one-op arrays stay on their stacks.
+func (s *Segment) doOne(ctx context.Context, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if err := s.validate(ops); err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	return s.doNode(ctx, s.members[ops[0].Node], ops, nil)
+}
+
+// validate checks every op and clears its outputs.
+func (s *Segment) validate(ops []Op) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	for i := range ops {
+		op := &ops[i]
+		op.Result, op.Err = 0, nil
+		if _, ok := specs[op.Kind]; !ok {
+			return opErr(len(ops), i, fmt.Errorf("%w: unknown op kind %d", fabric.ErrInvalid, op.Kind))
+		}
+		if _, err := s.check(op.Node, op.Off); err != nil {
+			return opErr(len(ops), i, err)
+		}
+	}
+	return nil
+}
+
 func opErr(n, i int, err error) error {
 	if n > 1 {
 		return fmt.Errorf("op %d: %w", i, err)
@@ -175,21 +193,33 @@ func opErr(n, i int, err error) error {
 
 // doNode runs the ops at idx (all of ops when idx is nil), all on member m.
 func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) error {
+	var one [1]int
+	if idx == nil {
+		if len(ops) == 1 {
+			idx = one[:]
+		} else {
+			idx = make([]int, len(ops))
+			for i := range idx {
+				idx[i] = i
+			}
+		}
+	}
 	l, err := m.get(ctx)
 	if err != nil {
-		for _, i := range indices(ops, idx) {
+		for _, i := range idx {
 			ops[i].Err = err
 		}
 		return err
 	}
 	caps := l.c.Caps().Atomics &^ s.without
 	var small [1]fabric.Op
-	fops := small[:0]
-	var fidx, loops []int
+	var smallIdx [1]int
+	fops, fidx := small[:0], smallIdx[:0]
+	var loops []int
 	if len(ops) > 1 {
-		fops = make([]fabric.Op, 0, len(ops))
+		fops, fidx = make([]fabric.Op, 0, len(ops)), make([]int, 0, len(ops))
 	}
-	for _, i := range indices(ops, idx) {
+	for _, i := range idx {
 		op := &ops[i]
 		sp := specs[op.Kind]
 		if !caps.Has(sp.atomic) {
@@ -243,17 +273,6 @@ func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) er
 		}
 	}
 	return first
-}
-
-func indices(ops []Op, idx []int) []int {
-	if idx != nil {
-		return idx
-	}
-	idx = make([]int, len(ops))
-	for i := range idx {
-		idx[i] = i
-	}
-	return idx
 }
 
 // casLoop runs op as a compare-and-swap loop, starting from the local copy's value: the
@@ -368,6 +387,6 @@ func (s *Segment) CompareSwap(ctx context.Context, node int, off, old, new uint6
 // compare-and-act step of optimistic updates, one fabric atomic.
 func (s *Segment) CSwap(ctx context.Context, node int, off, new uint64) (prev uint64, swapped bool, err error) {
 	ops := [1]Op{{Kind: OpCSwap, Node: node, Off: off, Value: new}}
-	err = s.Do(ctx, ops[:])
+	err = s.doOne(ctx, ops[:])
 	return ops[0].Result, err == nil && ops[0].Result == ops[0].Arg, err
 }
