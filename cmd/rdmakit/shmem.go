@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +25,7 @@ func init() {
 
 const shmemUsage = `usage:
   rdmakit shmem serve -members ADDR,ADDR,... -self I [-name N] [-size BYTES] [-adds N -claims N]
-  rdmakit shmem bench [-transport ofi+tcp|ofi+sockets|ofi+shm] [-nodes N] [-depth D] [-ops N] [-spin D]`
+  rdmakit shmem bench [-transport ofi+tcp|ofi+sockets|ofi+shm] [-nodes N] [-depth D] [-ops N] [-spin D] [-local]`
 
 // The words the serve workload (and the demo) use, all in member 0's portion.
 const (
@@ -161,11 +163,12 @@ func shmemWork(ctx context.Context, s *shmem.Segment, adds, claims int) shmemRep
 func shmemBench(args []string) int {
 	fs := flag.NewFlagSet("shmem bench", flag.ContinueOnError)
 	tr := fs.String("transport", "ofi+tcp", "ofi+tcp (tcp;ofi_rxm), ofi+sockets or ofi+shm, on loopback")
-	nodes := fs.Int("nodes", 3, "in-process members")
+	nodes := fs.Int("nodes", 3, "members")
 	depth := fs.Int("depth", 32, "operations in flight when pipelined")
 	ops := fs.Int("ops", 20000, "operations per measurement and member")
 	spin := fs.Duration("spin", 200*time.Microsecond, "completion busy-poll time (fabric.WithSpin)")
 	rounds := fs.Int("rounds", 3, "runs of each case, Go and C alternating (the best of each is kept)")
+	local := fs.Bool("local", false, "run the targeted member in this process too (default: a process of its own)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -175,10 +178,24 @@ func shmemBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Printf("shmem atomics on %s, %d members, pipelined depth %d, %d ops per run, best of %d\n\n", *tr, *nodes,
-		*depth, *ops, *rounds)
-	if _, err := shmembench.Run(ctx, shmembench.Config{Transport: *tr, Nodes: *nodes, Depth: *depth, Ops: *ops,
-		Spin: *spin, Rounds: *rounds}, os.Stdout); err != nil {
+	cfg := shmembench.Config{Transport: *tr, Nodes: *nodes, Depth: *depth, Ops: *ops, Spin: *spin, Rounds: *rounds}
+	where := "member 0 (the target) in a process of its own"
+	if *local {
+		where = "all members in this process"
+	} else {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "rdmakit shmem bench:", err)
+			return 1
+		}
+		cfg.Serve = func(members []string, self int, name string, portion int) *exec.Cmd {
+			return exec.Command(exe, "shmem", "serve", "-members", strings.Join(members, ","),
+				"-self", strconv.Itoa(self), "-name", name, "-size", strconv.Itoa(portion))
+		}
+	}
+	fmt.Printf("shmem atomics on %s, %d members (%s), pipelined depth %d, %d ops per run, best of %d\n\n",
+		*tr, *nodes, where, *depth, *ops, *rounds)
+	if _, err := shmembench.Run(ctx, cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "rdmakit shmem bench:", err)
 		return 1
 	}

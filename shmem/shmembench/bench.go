@@ -6,6 +6,7 @@
 package shmembench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rdmakit/rdmakit/fabric"
@@ -36,15 +39,33 @@ type Config struct {
 	// Rounds is how many times each case runs, Go and C alternating; the best of each is kept
 	// (default 3): on a loaded machine one run of either swings by 2x.
 	Rounds int
+	// Serve, if set, runs member 0 — the member every case targets — in a process of its own,
+	// as members are deployed: it returns the command that serves member self of the segment
+	// name over members with portion bytes (`rdmakit shmem serve`). Without it every member
+	// runs in this process.
+	Serve ServeFunc
 }
 
-// Cluster is a set of in-process members of one segment on one transport.
+// ServeFunc returns a command serving member self of segment name (see Config.Serve).
+type ServeFunc func(members []string, self int, name string, portion int) *exec.Cmd
+
+// Cluster is a set of members of one segment on one transport: all in this process, or
+// member 0 in a process of its own (Segs[0] is nil then).
 type Cluster struct {
-	Segs []*shmem.Segment
+	Segs    []*shmem.Segment
+	members []string
+	served  *exec.Cmd
+	stderr  bytes.Buffer
 }
 
-// NewCluster joins n members on transport ("ofi+tcp", "ofi+sockets", "ofi+shm") over loopback.
+// NewCluster joins n members on transport ("ofi+tcp", "ofi+sockets", "ofi+shm") over loopback,
+// all in this process.
 func NewCluster(ctx context.Context, transport string, n, portion int, opts ...fabric.Option) (*Cluster, error) {
+	return NewServedCluster(ctx, transport, n, portion, nil, opts...)
+}
+
+// NewServedCluster is NewCluster with member 0 started by serve, if not nil.
+func NewServedCluster(ctx context.Context, transport string, n, portion int, serve ServeFunc, opts ...fabric.Option) (*Cluster, error) {
 	members := make([]string, n)
 	for i := range members {
 		a, err := MemberAddr(transport)
@@ -53,11 +74,21 @@ func NewCluster(ctx context.Context, transport string, n, portion int, opts ...f
 		}
 		members[i] = a
 	}
-	c := &Cluster{Segs: make([]*shmem.Segment, n)}
+	c := &Cluster{Segs: make([]*shmem.Segment, n), members: members}
+	name := fmt.Sprintf("shmembench-%d-%d", os.Getpid(), rand.Uint32())
+	first := 0
+	if serve != nil {
+		c.served = serve(members, 0, name, portion)
+		c.served.Stderr = &c.stderr
+		c.served.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive us
+		if err := c.served.Start(); err != nil {
+			return nil, fmt.Errorf("shmembench: start member 0: %w", err)
+		}
+		first = 1
+	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	name := fmt.Sprintf("shmembench-%d-%d", os.Getpid(), rand.Uint32())
-	for i := range n {
+	for i := first; i < n; i++ {
 		wg.Go(func() {
 			c.Segs[i], errs[i] = shmem.Join(ctx, shmem.Config{Name: name, Members: members, Self: i,
 				PortionSize: portion, FabricOptions: opts})
@@ -66,18 +97,51 @@ func NewCluster(ctx context.Context, transport string, n, portion int, opts ...f
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		c.Close()
+		if c.stderr.Len() > 0 {
+			err = fmt.Errorf("%w (member 0: %s)", err, bytes.TrimSpace(c.stderr.Bytes()))
+		}
 		return nil, err
 	}
 	return c, nil
 }
 
-// Close closes every member.
+// Close closes every member (and stops a served member 0).
 func (c *Cluster) Close() {
 	for _, s := range c.Segs {
 		if s != nil {
 			s.Close()
 		}
 	}
+	if c.served != nil {
+		c.served.Process.Signal(syscall.SIGTERM)
+		c.served.Wait()
+		c.served = nil
+	}
+}
+
+// local is the first member in this process.
+func (c *Cluster) local() *shmem.Segment {
+	for _, s := range c.Segs {
+		if s != nil {
+			return s
+		}
+	}
+	return nil
+}
+
+// participants are the members a case runs on: member 1 alone, or every member in this process
+// (all on one word).
+func (c *Cluster) participants(cs Case) []int {
+	if !cs.Contention {
+		return []int{1}
+	}
+	var out []int
+	for i, s := range c.Segs {
+		if s != nil {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // MemberAddr is a fresh loopback address for a member on transport: a free port below the
@@ -135,13 +199,7 @@ func wordFor(cs Case, member int) uint64 {
 
 // RunGo runs ops operations of the case per participating member and returns ops/s.
 func (c *Cluster) RunGo(ctx context.Context, cs Case, ops int) (float64, error) {
-	parts := []int{1}
-	if cs.Contention {
-		parts = parts[:0]
-		for i := range c.Segs {
-			parts = append(parts, i)
-		}
-	}
+	parts := c.participants(cs)
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -183,18 +241,18 @@ func runGo(ctx context.Context, s *shmem.Segment, cs Case, off uint64, n int) er
 	return nil
 }
 
-// RunC runs the C loop for the case: one thread (no contention) or one per member (one word),
-// each with its own endpoint, ops operations each, and returns ops/s.
+// RunC runs the C loop for the case: one thread (no contention) or one per member the Go
+// path runs on (one word), each with its own endpoint, ops operations each, and returns ops/s.
 func (c *Cluster) RunC(cs Case, ops int) (float64, error) {
-	r, err := c.Segs[0].Descriptor(0)
+	r, err := c.local().Descriptor(0)
 	if err != nil {
 		return 0, err
 	}
 	threads, off := 1, wordFor(cs, len(c.Segs)+1) // a word of its own
 	if cs.Contention {
-		threads, off = len(c.Segs), 0
+		threads, off = len(c.participants(cs)), 0
 	}
-	n, el, err := cref.Run(cref.Job{Addr: c.Segs[0].Addr(), Remote: r, Off: off, Kind: crefKind[cs.Op],
+	n, el, err := cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: off, Kind: crefKind[cs.Op],
 		Depth: cs.Depth, Ops: uint64(ops), Threads: threads})
 	if err != nil {
 		return 0, err
@@ -233,7 +291,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 	if cfg.Spin > 0 {
 		opts = append(opts, fabric.WithSpin(cfg.Spin))
 	}
-	c, err := NewCluster(ctx, cfg.Transport, cfg.Nodes, 4096, opts...)
+	c, err := NewServedCluster(ctx, cfg.Transport, cfg.Nodes, 4096, cfg.Serve, opts...)
 	if err != nil {
 		return nil, err
 	}

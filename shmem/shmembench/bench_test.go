@@ -1,0 +1,90 @@
+package shmembench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rdmakit/rdmakit/shmem"
+)
+
+// The test binary re-executes itself as a served member (SHMEMBENCH_SERVE).
+func TestMain(m *testing.M) {
+	if os.Getenv("SHMEMBENCH_SERVE") != "" {
+		os.Exit(serveMain())
+	}
+	os.Exit(m.Run())
+}
+
+func serveMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	self, _ := strconv.Atoi(os.Getenv("SHMEMBENCH_SELF"))
+	portion, _ := strconv.Atoi(os.Getenv("SHMEMBENCH_PORTION"))
+	jctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	s, err := shmem.Join(jctx, shmem.Config{Name: os.Getenv("SHMEMBENCH_NAME"),
+		Members: strings.Split(os.Getenv("SHMEMBENCH_MEMBERS"), ","), Self: self, PortionSize: portion})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		return 1
+	}
+	defer s.Close()
+	<-ctx.Done()
+	return 0
+}
+
+func serveHelper(members []string, self int, name string, portion int) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHMEMBENCH_SERVE=1", "SHMEMBENCH_MEMBERS="+strings.Join(members, ","),
+		"SHMEMBENCH_SELF="+strconv.Itoa(self), "SHMEMBENCH_NAME="+name, "SHMEMBENCH_PORTION="+strconv.Itoa(portion))
+	return cmd
+}
+
+// TestServedCluster runs Go and C cases against a member 0 served by another process and checks
+// the targeted words hold exactly the operations both made.
+func TestServedCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := NewServedCluster(ctx, "ofi+tcp", 3, 4096, serveHelper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Segs[0] != nil || c.Segs[1] == nil || c.Segs[2] == nil {
+		t.Fatalf("members in this process: %v", c.Segs)
+	}
+	const ops = 200
+	for _, cs := range []Case{{Op: shmem.OpAdd, Depth: 1}, {Op: shmem.OpAdd, Depth: 8, Contention: true}} {
+		if r, err := c.RunGo(ctx, cs, ops); err != nil || r <= 0 {
+			t.Fatalf("%s: go: %v, %v", cs, r, err)
+		}
+		if r, err := c.RunC(cs, ops); err != nil || r <= 0 {
+			t.Fatalf("%s: C: %v, %v", cs, r, err)
+		}
+	}
+	for _, w := range []struct {
+		off  uint64
+		want uint64
+	}{
+		{wordFor(Case{}, 1), ops},                     // member 1 alone
+		{wordFor(Case{}, len(c.Segs)+1), ops},         // the C thread alone
+		{wordFor(Case{Contention: true}, 0), 4 * ops}, // members 1 and 2, two C threads
+	} {
+		v, err := c.Segs[1].Load(ctx, 0, w.off)
+		if err != nil || v != w.want {
+			t.Errorf("word at %d of the served member: %d, %v; want %d", w.off, v, err, w.want)
+		}
+	}
+	c.Close()
+	if c.served != nil {
+		t.Error("the served member is still running after Close")
+	}
+}
