@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rdmakit/rdmakit/shmem"
+	"github.com/rdmakit/rdmakit/shmem/internal/cref"
 )
 
 // The test binary re-executes itself as a served member (SHMEMBENCH_SERVE).
@@ -83,6 +84,20 @@ func TestServedCluster(t *testing.T) {
 			t.Errorf("word at %d of the served member: %d, %v; want %d", w.off, v, err, w.want)
 		}
 	}
+	// A target that stops answering ends the C loop with an error, not a hang.
+	if err := c.served.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.local().Descriptor(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: 512, Kind: cref.FetchAdd, Depth: 4,
+		Ops: 1000, Threads: 1, Stall: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("C loop against a stopped member: %v, want a time-out", err)
+	}
+	c.served.Process.Signal(syscall.SIGCONT)
 	c.Close()
 	if c.served != nil {
 		t.Error("the served member is still running after Close")

@@ -28,6 +28,7 @@ typedef struct {
 	uint64_t raddr, key;
 	int kind, depth;
 	uint64_t nops;
+	int64_t stall_ns; // give up when a batch has waited this long (a dead target)
 	// outputs
 	uint64_t done;
 	int err;
@@ -111,6 +112,18 @@ static ssize_t cref_post(cref_job *j, int i, uint64_t cur, uint64_t seq) {
 	}
 }
 
+// cref_stalled starts the stall clock *since on its first call and reports whether the job's
+// stall limit has passed since.
+static int cref_stalled(const cref_job *j, struct timespec *since) {
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (since->tv_sec == 0 && since->tv_nsec == 0) {
+		*since = now;
+		return 0;
+	}
+	return (int64_t)(now.tv_sec - since->tv_sec) * 1000000000 + (now.tv_nsec - since->tv_nsec) > j->stall_ns;
+}
+
 static void *cref_loop(void *arg) {
 	cref_job *j = arg;
 	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
@@ -119,15 +132,27 @@ static void *cref_loop(void *arg) {
 	while (j->done < j->nops) {
 		int batch = j->depth;
 		if ((uint64_t)batch > j->nops - j->done) batch = (int)(j->nops - j->done);
-		for (int i = 0; i < batch;) {
+		struct timespec since = {0, 0}; // read only once the batch has waited a while
+		for (int i = 0, idle = 0; i < batch;) {
 			ssize_t rc = cref_post(j, i, cur, seq);
-			if (rc == -FI_EAGAIN) { fi_cq_read(j->cq, ent, 0); continue; }
+			if (rc == -FI_EAGAIN) {
+				fi_cq_read(j->cq, ent, 0);
+				if (++idle % 4096 == 0 && cref_stalled(j, &since)) {
+					cref_fail(j, "post", -FI_ETIMEDOUT); return NULL;
+				}
+				continue;
+			}
 			if (rc) { cref_fail(j, "post", rc); return NULL; }
 			i++; seq++;
 		}
-		for (int got = 0; got < batch;) {
+		for (int got = 0, idle = 0; got < batch;) {
 			ssize_t rc = fi_cq_read(j->cq, ent, 64);
-			if (rc == -FI_EAGAIN) continue;
+			if (rc == -FI_EAGAIN) {
+				if (++idle % 4096 == 0 && cref_stalled(j, &since)) {
+					cref_fail(j, "completion", -FI_ETIMEDOUT); return NULL;
+				}
+				continue;
+			}
 			if (rc == -FI_EAVAIL) {
 				struct fi_cq_err_entry e; memset(&e, 0, sizeof e);
 				fi_cq_readerr(j->cq, &e, 0);
@@ -208,6 +233,9 @@ type Job struct {
 	// Ops per thread; Threads run concurrently, each with its own endpoint (at most 64).
 	Ops     uint64
 	Threads int
+	// Stall ends the run with an error when a batch waits this long (default 30s): a dead
+	// target never answers.
+	Stall time.Duration
 }
 
 // Run runs the job and returns the operations completed and the wall time of the loops (setup
@@ -237,6 +265,10 @@ func Run(j Job) (uint64, time.Duration, error) {
 	} else if ip := net.ParseIP(node); ip == nil {
 		return 0, 0, fmt.Errorf("cref: %s: want a numeric host", j.Addr)
 	}
+	stall := j.Stall
+	if stall <= 0 {
+		stall = 30 * time.Second
+	}
 	jobs := (*[64]C.cref_job)(C.calloc(64, C.size_t(unsafe.Sizeof(C.cref_job{}))))
 	defer C.free(unsafe.Pointer(jobs))
 	cprov, cnode := C.CString(prov), C.CString(node)
@@ -252,6 +284,7 @@ func Run(j Job) (uint64, time.Duration, error) {
 		jb.prov, jb.node, jb.service = cprov, cnode, cservice
 		jb.raddr, jb.key = C.uint64_t(j.Remote.Addr+j.Off), C.uint64_t(j.Remote.Key)
 		jb.kind, jb.depth, jb.nops = C.int(j.Kind), C.int(j.Depth), C.uint64_t(j.Ops)
+		jb.stall_ns = C.int64_t(stall)
 	}
 	ns := C.cref_run(&jobs[0], C.int(j.Threads))
 	var done uint64
