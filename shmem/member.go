@@ -1,12 +1,9 @@
 package shmem
 
 import (
-	"golang.org/x/sys/unix"
-
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +21,8 @@ type member struct {
 
 	link atomic.Pointer[link] // nil while broken or down
 
-	pid int // the member's process if it is on this host (shm, loopback), else 0
+	pid  int      // the member's process if it is on this host (shm, loopback), else 0
+	proc *process // watches pid (nil: nothing to watch)
 
 	mu     sync.Mutex // serializes redials and marks
 	incarn uint64     // the member's incarnation when we first joined it
@@ -45,7 +43,7 @@ func (m *member) join(ctx context.Context) error {
 		l, incarn, pid, err := m.dial(ctx, wait)
 		if err == nil {
 			m.mu.Lock()
-			m.incarn, m.pid = incarn, pid
+			m.incarn, m.pid, m.proc = incarn, pid, watchProcess(pid)
 			m.mu.Unlock()
 			m.link.Store(l)
 			return nil
@@ -100,13 +98,10 @@ func (m *member) dial(ctx context.Context, wait time.Duration) (*link, uint64, i
 	return &link{c: c, remote: w.portion}, w.incarnation, int(w.pid), nil
 }
 
-// selfPID is this process's id: members it hosts need no liveness check.
-var selfPID = os.Getpid()
-
 // get returns a working link, redialing once if the last one broke for a reason other than
 // the member's death (a canceled or timed-out operation closes its connection).
 func (m *member) get(ctx context.Context) (*link, error) {
-	if m.pid != 0 && m.pid != selfPID && unix.Kill(m.pid, 0) == unix.ESRCH {
+	if m.proc.exited() {
 		// A same-host member whose process is gone (one in our own process is not). Checked
 		// before every operation: with libfabric 1.17 (shm, and tcp;ofi_rxm when the reset is
 		// not seen in time) an operation posted to a dead peer may never complete, and closing
@@ -219,4 +214,5 @@ func (m *member) leave() {
 	if l := m.link.Swap(nil); l != nil {
 		l.c.Close()
 	}
+	m.proc.close()
 }
