@@ -2,6 +2,7 @@ package shmem
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +15,8 @@ var selfPID = os.Getpid()
 // falls back to kill(pid, 0), which sees neither.
 type process struct {
 	pid   int
-	pidfd *os.File // nil: no pidfd
+	pidfd *os.File        // nil: no pidfd
+	rc    syscall.RawConn // pidfd's, made once: exited runs before every operation
 }
 
 // watchProcess starts watching pid; 0 and our own pid need no watching (nil).
@@ -24,7 +26,12 @@ func watchProcess(pid int) *process {
 	}
 	p := &process{pid: pid}
 	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		p.pidfd = os.NewFile(uintptr(fd), "pidfd")
+		f := os.NewFile(uintptr(fd), "pidfd")
+		if rc, err := f.SyscallConn(); err == nil {
+			p.pidfd, p.rc = f, rc
+		} else {
+			f.Close()
+		}
 	}
 	return p
 }
@@ -37,12 +44,8 @@ func (p *process) exited() bool {
 	if p.pidfd == nil {
 		return unix.Kill(p.pid, 0) == unix.ESRCH
 	}
-	rc, err := p.pidfd.SyscallConn()
-	if err != nil {
-		return false
-	}
 	gone := false
-	if rc.Control(func(fd uintptr) {
+	if p.rc.Control(func(fd uintptr) {
 		fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, _ := unix.Poll(fds[:], 0)
 		gone = n > 0 // a pidfd is readable once its process has exited

@@ -21,8 +21,7 @@ type member struct {
 
 	link atomic.Pointer[link] // nil while broken or down
 
-	pid  int      // the member's process if it is on this host (shm, loopback), else 0
-	proc *process // watches pid (nil: nothing to watch)
+	proc *process // the member's process if it is on this host (shm, loopback) and not ours, else nil
 
 	mu     sync.Mutex // serializes redials and marks
 	incarn uint64     // the member's incarnation when we first joined it
@@ -43,7 +42,7 @@ func (m *member) join(ctx context.Context) error {
 		l, incarn, pid, err := m.dial(ctx, wait)
 		if err == nil {
 			m.mu.Lock()
-			m.incarn, m.pid, m.proc = incarn, pid, watchProcess(pid)
+			m.incarn, m.proc = incarn, watchProcess(pid)
 			m.mu.Unlock()
 			m.link.Store(l)
 			return nil
@@ -109,7 +108,7 @@ func (m *member) get(ctx context.Context) (*link, error) {
 		// then crashed in fi_cq_read.
 		m.mu.Lock()
 		if m.down == nil {
-			m.down = m.downErrLocked(fmt.Errorf("process %d exited", m.pid))
+			m.down = m.downErrLocked(fmt.Errorf("process %d exited", m.proc.pid))
 		}
 		down := m.down
 		m.mu.Unlock()
