@@ -42,24 +42,37 @@ func newFDWaiter(fd int) (*fdWaiter, error) {
 	return &fdWaiter{f: f, rc: rc}, nil
 }
 
-// wait parks until the fd is readable, the deadline passes (returns false, nil), or the waiter
+// wait parks until the fd is readable (true), the deadline passes (false, nil), or the waiter
 // is closed (os.ErrClosed).
 func (w *fdWaiter) wait(deadline time.Time) (bool, error) {
 	if err := w.f.SetReadDeadline(deadline); err != nil {
 		return false, err
 	}
-	parked := false
-	err := w.rc.Read(func(uintptr) bool {
-		if !parked {
-			parked = true
-			return false // wait for readability
-		}
-		return true
+	return w.park(readable)
+}
+
+// park parks until ready reports true (false, nil once the deadline set on the file passes).
+// ready must look at the fd itself: Go's poller forgets a readiness it saw before the park
+// began (RawConn.Read resets it first), so an edge that came between the caller's last look
+// and the park is only found by asking the fd. Without that look such an edge (a provider's
+// event right after fi_trywait) waited for the next deadline.
+func (w *fdWaiter) park(ready func(fd uintptr) bool) (bool, error) {
+	got := false
+	err := w.rc.Read(func(fd uintptr) bool {
+		got = ready(fd)
+		return got
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return false, nil
+		return got, nil
 	}
-	return err == nil, err
+	return got, err
+}
+
+// readable polls fd for input without blocking.
+func readable(fd uintptr) bool {
+	p := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(p[:], 0)
+	return err == nil && n > 0
 }
 
 // kick wakes a goroutine parked in wait.
