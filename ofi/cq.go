@@ -41,9 +41,9 @@ type CQ struct {
 	c      *C.struct_fid_cq
 	domain *Domain
 	attr   CQAttr
-	waiter *fdWaiter // nil: poll
-	waitFD int       // libfabric's wait fd (the waiter and the assist set use dups of it)
-	tagged bool      // FI_CQ_FORMAT_TAGGED (else FI_CQ_FORMAT_DATA)
+	waiter *gateWaiter // nil: poll
+	waitFD int         // libfabric's wait fd (in the waiter's epoll set; the assist set holds a dup)
+	tagged bool        // FI_CQ_FORMAT_TAGGED (else FI_CQ_FORMAT_DATA)
 
 	mu    sync.Mutex  // serializes draining
 	comps []C.rk_comp // drain buffer, used under mu
@@ -55,9 +55,11 @@ type CQ struct {
 	scratch   *Buffer // per-slot atomic operand/compare/result words
 	scratchMR *MR
 
-	parked       atomic.Int32 // goroutines parked in await
-	spinning     atomic.Int32 // goroutines polling the queue in await (before they park)
-	orphaned     atomic.Bool  // an endpoint bound to the queue closed: fi_trywait is unsafe now
+	parked       atomic.Int32  // goroutines parked in await
+	spinning     atomic.Int32  // goroutines polling the queue in await (before they park)
+	spins        atomic.Uint64 // awaits that began polling the queue, ever
+	standingBy   atomic.Bool   // the progress goroutine keeps the wait fd's gate shut (standBy)
+	orphaned     atomic.Bool   // an endpoint bound to the queue closed: fi_trywait is unsafe now
 	progressOnce sync.Once
 	polled       bool // driven by the domain's poller (no wait fd), set by progressOnce
 	stop         chan struct{}
@@ -134,7 +136,7 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 	if ca.wait_obj == C.FI_WAIT_FD {
 		var fd C.int
 		if C.rk_getwait_fd(&q.c.fid, &fd) == 0 {
-			q.waiter, _ = newFDWaiter(int(fd)) // nil: the fd cannot be polled; poll the queue
+			q.waiter, _ = newGateWaiter(int(fd)) // nil: the fd cannot be watched; poll the queue
 			q.waitFD = int(fd)
 		}
 	}
@@ -385,6 +387,9 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 	s := &q.slots[id]
 	var spinUntil time.Time
 	q.spinning.Add(1)
+	if q.attr.Spin > 0 {
+		q.spins.Add(1)
+	}
 	for i := 0; s.state.Load() == slotPending; i++ {
 		if q.poll() > 0 {
 			continue
@@ -405,9 +410,15 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 		}
 		break
 	}
-	q.spinning.Add(-1)
+	parking := s.state.Load() == slotPending
+	if parking {
+		q.parked.Add(1) // before we stop spinning: the last spinner sees it
+		defer q.parked.Add(-1)
+	}
+	if q.spinning.Add(-1) == 0 && q.parked.Load() > 0 && q.standingBy.Load() {
+		q.waiter.kick() // nobody polls the queue now: its progress goroutine must
+	}
 	for s.state.Load() == slotPending {
-		q.parked.Add(1)
 		var err error
 		select {
 		case <-s.ch:
@@ -418,7 +429,6 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 		case <-q.done:
 			err = ErrClosed
 		}
-		q.parked.Add(-1)
 		if err != nil {
 			if keep && err != ErrClosed {
 				if s.state.Load() == slotPending {
@@ -440,16 +450,28 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 
 // progress runs while the queue is open: it drains the queue whenever its wait fd fires (or,
 // without one, on a backoff timer), which also drives providers whose data progress is
-// manual. Edge-triggered: drain until EAGAIN, then fi_trywait before parking again.
+// manual. Edge-triggered: drain until EAGAIN, then fi_trywait before parking again. While
+// goroutines poll the queue in await it stands by instead (standBy).
 func (q *CQ) progress() {
 	defer close(q.stopped)
 	const tick = 10 * time.Millisecond // safety net against a missed edge
 	idle := time.Duration(0)
+	var spins uint64 // q.spins when the goroutine last looked
 	for {
 		select {
 		case <-q.stop:
 			return
 		default:
+		}
+		if q.waiter != nil && !q.orphaned.Load() {
+			// Waiters polling now, or since the last look, will most likely poll again: leave
+			// the queue to them unless one is parked with nobody polling.
+			s := q.spins.Load()
+			if q.spinning.Load() > 0 || s != spins && q.parked.Load() == 0 {
+				spins = s
+				q.standBy()
+				continue
+			}
 		}
 		q.mu.Lock()
 		n := q.drainLocked()
@@ -477,7 +499,11 @@ func (q *CQ) progress() {
 				runtime.Gosched()
 				continue
 			}
-			if _, err := q.waiter.wait(time.Now().Add(tick)); err != nil {
+			err := q.waiter.openGate()
+			if err == nil {
+				_, err = q.waiter.wait(time.Now().Add(tick), q.stopping)
+			}
+			if err != nil {
 				select {
 				case <-q.stop:
 					return
@@ -486,6 +512,9 @@ func (q *CQ) progress() {
 				}
 			}
 			continue
+		}
+		if q.waiter != nil {
+			q.waiter.shut() // orphaned: polled from now on
 		}
 		// No wait fd (or no longer usable): back off from 10µs to 100µs, staying at 20µs while
 		// someone waits. Not further: a provider without a wait fd (shm) serves peers' RMA
@@ -506,6 +535,39 @@ func (q *CQ) progress() {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// standBy is the progress goroutine's wait while goroutines poll the queue in await. They reap
+// it themselves, so the wait fd's gate is shut: open, it would wake this goroutine (on another
+// CPU, in Go's poller) for every completion they reap. Work they leave behind when they stop
+// waits one or two standbyRecheck periods. It returns after one, at once when a waiter parks
+// with nobody polling (await kicks), or when the queue closes.
+func (q *CQ) standBy() {
+	q.standingBy.Store(true)
+	if q.waiter.shut() == nil {
+		q.waiter.wait(time.Now().Add(standbyRecheck), q.unattended)
+	}
+	q.standingBy.Store(false)
+}
+
+// standbyRecheck is how often a standing-by progress goroutine looks whether waiters still
+// poll its queue: each look is a wake-up, on another CPU, so not much more often.
+const standbyRecheck = 2 * time.Millisecond
+
+// unattended reports whether the progress goroutine must serve the queue now: it is closing,
+// or a waiter is parked with no goroutine polling.
+func (q *CQ) unattended() bool {
+	return q.stopping() || q.spinning.Load() == 0 && q.parked.Load() > 0
+}
+
+// stopping reports whether the queue is closing.
+func (q *CQ) stopping() bool {
+	select {
+	case <-q.stop:
+		return true
+	default:
+		return false
 	}
 }
 

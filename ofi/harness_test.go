@@ -15,7 +15,8 @@ type side struct {
 	cq   *CQ
 	av   *AV
 	eq   *EQ
-	peer Addr // the other side (RDM), AddrUnspec for MSG
+	peer Addr   // the other side (RDM), AddrUnspec for MSG
+	cqa  CQAttr // the queue's attributes (Size 256 if zero)
 }
 
 func testCtx(t testing.TB) context.Context {
@@ -55,7 +56,10 @@ func (s *side) endpoint(t testing.TB, info *Info) {
 	if s.ep, err = s.dom.NewEndpoint(info); err != nil {
 		t.Fatal(err)
 	}
-	if s.cq, err = s.dom.OpenCQ(CQAttr{Size: 256}); err != nil {
+	if s.cqa.Size == 0 {
+		s.cqa.Size = 256
+	}
+	if s.cq, err = s.dom.OpenCQ(s.cqa); err != nil {
 		t.Fatal(err)
 	}
 	if err = s.ep.BindCQ(s.cq, BindTransmit|BindRecv); err != nil {
@@ -83,12 +87,19 @@ func (s *side) endpoint(t testing.TB, info *Info) {
 // rdmPair makes two RDM endpoints that know each other.
 func rdmPair(t testing.TB, prov string, caps Caps) (a, b *side) {
 	t.Helper()
+	return rdmPairCQ(t, prov, caps, CQAttr{})
+}
+
+// rdmPairCQ is rdmPair with a's queue opened with attr.
+func rdmPairCQ(t testing.TB, prov string, caps Caps, attr CQAttr) (a, b *side) {
+	t.Helper()
 	node := "127.0.0.1"
 	if prov == "shm" {
 		node = ""
 	}
 	h := hintsFor(prov, EPRDM, caps)
 	a, b = openSide(t, node, "", h), openSide(t, node, "", h)
+	a.cqa = attr
 	a.endpoint(t, a.info)
 	b.endpoint(t, b.info)
 	na, err := a.ep.Name()
