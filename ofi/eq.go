@@ -165,7 +165,7 @@ func (q *EQ) Read(ctx context.Context) (*Event, error) {
 			if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 				deadline = d
 			}
-			q.waiter.wait(deadline)
+			q.waiter.wait(deadline, readable)
 			continue
 		}
 		t := time.NewTimer(backoff)

@@ -75,11 +75,8 @@ func (g *gateWaiter) shut() error {
 // (false, nil), or the waiter is closed (os.ErrClosed). If skip reports true once the deadline
 // is set, it returns at once: a kick that came before cannot be lost to the new deadline.
 func (g *gateWaiter) wait(deadline time.Time, skip func() bool) (bool, error) {
-	if err := g.w.f.SetReadDeadline(deadline); err != nil {
-		return false, err
-	}
 	fired := false
-	_, err := g.w.park(func(uintptr) bool {
+	_, err := g.w.wait(deadline, func(uintptr) bool {
 		fired = g.harvest()
 		return fired || skip != nil && skip()
 	})

@@ -42,21 +42,16 @@ func newFDWaiter(fd int) (*fdWaiter, error) {
 	return &fdWaiter{f: f, rc: rc}, nil
 }
 
-// wait parks until the fd is readable (true), the deadline passes (false, nil), or the waiter
-// is closed (os.ErrClosed).
-func (w *fdWaiter) wait(deadline time.Time) (bool, error) {
+// wait parks until ready reports true (true), the deadline passes (false, nil), or the waiter
+// is closed (os.ErrClosed). ready is called at once and after each wake-up, and must look at
+// the fd itself (readable does): Go's poller forgets readiness it saw before the park began
+// (RawConn.Read resets it), so an edge that came between the caller's last look and the park
+// is only found by asking the fd. Without that look such an edge (a provider's event right
+// after fi_trywait) waited for the deadline.
+func (w *fdWaiter) wait(deadline time.Time, ready func(fd uintptr) bool) (bool, error) {
 	if err := w.f.SetReadDeadline(deadline); err != nil {
 		return false, err
 	}
-	return w.park(readable)
-}
-
-// park parks until ready reports true (false, nil once the deadline set on the file passes).
-// ready must look at the fd itself: Go's poller forgets a readiness it saw before the park
-// began (RawConn.Read resets it first), so an edge that came between the caller's last look
-// and the park is only found by asking the fd. Without that look such an edge (a provider's
-// event right after fi_trywait) waited for the next deadline.
-func (w *fdWaiter) park(ready func(fd uintptr) bool) (bool, error) {
 	got := false
 	err := w.rc.Read(func(fd uintptr) bool {
 		got = ready(fd)
@@ -68,7 +63,7 @@ func (w *fdWaiter) park(ready func(fd uintptr) bool) (bool, error) {
 	return got, err
 }
 
-// readable polls fd for input without blocking.
+// readable polls fd for input without blocking: the ready test of a plain wait fd.
 func readable(fd uintptr) bool {
 	p := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	n, err := unix.Poll(p[:], 0)

@@ -27,14 +27,14 @@ func TestFDWaiterSeesEarlierReadiness(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		if ok, err := w.wait(time.Now().Add(10 * time.Second)); !ok || err != nil || time.Since(start) > 5*time.Second {
+		if ok, err := w.wait(time.Now().Add(10*time.Second), readable); !ok || err != nil || time.Since(start) > 5*time.Second {
 			t.Fatalf("wait %d on a readable fd: %v, %v after %v", i, ok, err, time.Since(start))
 		}
 		var b [8]byte
 		unix.Read(p[0], b[:])
 	}
 	start := time.Now()
-	if ok, err := w.wait(time.Now().Add(20 * time.Millisecond)); ok || err != nil || time.Since(start) < 15*time.Millisecond {
+	if ok, err := w.wait(time.Now().Add(20*time.Millisecond), readable); ok || err != nil || time.Since(start) < 15*time.Millisecond {
 		t.Fatalf("wait on a quiet fd: %v, %v after %v", ok, err, time.Since(start))
 	}
 }
