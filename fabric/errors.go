@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -34,6 +35,8 @@ var ofiClasses = []struct{ from, to error }{
 	{ofi.ErrConnRefused, ErrConnRefused},
 	{ofi.ErrConnReset, ErrConnReset},
 	{ofi.ErrInvalid, ErrInvalid},
+	{context.DeadlineExceeded, ErrTimeout},
+	{context.Canceled, ErrCanceled},
 }
 
 // wrapClass returns err annotated with the first fabric sentinel whose backend class matches.

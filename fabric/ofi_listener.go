@@ -17,14 +17,36 @@ import (
 // ofiListener accepts connections. RDM: a well-known endpoint receives hellos and each
 // connection gets an endpoint of its own. MSG: a passive endpoint and connection requests.
 type ofiListener struct {
-	b     *ofiBackend
-	mu    sync.Mutex // one Accept at a time
-	hello *ofiConn   // RDM
-	pep   *ofi.PassiveEndpoint
-	eq    *ofi.EQ
-	name  string
-	once  sync.Once
+	b    *ofiBackend
+	mu   sync.Mutex // MSG: one Accept at a time
+	pep  *ofi.PassiveEndpoint
+	eq   *ofi.EQ
+	name string
+	once sync.Once
+
+	// RDM: hellos are taken as they come (helloLoop) and each is welcomed on a goroutine of
+	// its own, so that a dialer that gave up (its welcome waits out welcomeTimeout) holds up
+	// no other; welcomed connections wait in accepted, like a TCP backlog.
+	hello    *ofiConn
+	accepted chan accepted
+	ctx      context.Context // ends at close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	failed   chan struct{} // closed when helloLoop stopped on an error (err)
+	err      error
 }
+
+// accepted is a welcomed connection, or the error of a hello that could not be answered.
+type accepted struct {
+	c   *ofiConn
+	err error
+}
+
+const (
+	acceptBacklog  = 16              // welcomed connections waiting for Accept
+	maxWelcoming   = 16              // hellos being answered at once
+	welcomeTimeout = 3 * time.Second // a welcome not taken by then: the dialer went away
+)
 
 func (b *ofiBackend) listen(ctx context.Context) (listenerImpl, error) {
 	l := &ofiListener{b: b}
@@ -33,6 +55,9 @@ func (b *ofiBackend) listen(ctx context.Context) (listenerImpl, error) {
 		if l.hello, err = b.newConn(b.info); err != nil {
 			return nil, err
 		}
+		l.accepted = make(chan accepted, acceptBacklog)
+		l.failed = make(chan struct{})
+		l.ctx, l.cancel = context.WithCancel(context.Background())
 	} else {
 		if l.pep, err = b.fab.NewPassiveEndpoint(b.info); err == nil {
 			if l.eq, err = b.fab.OpenEQ(64); err == nil {
@@ -54,6 +79,10 @@ func (b *ofiBackend) listen(ctx context.Context) (listenerImpl, error) {
 		}
 	}
 	l.name = a.String()
+	if l.hello != nil {
+		l.wg.Add(1)
+		go l.helloLoop()
+	}
 	return l, nil
 }
 
@@ -78,58 +107,103 @@ func (l *ofiListener) boundPort() (string, error) {
 func (l *ofiListener) addr() string { return l.name }
 
 func (l *ofiListener) accept(ctx context.Context) (connImpl, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.hello != nil {
 		return l.acceptRDM(ctx)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.acceptMSG(ctx)
 }
 
 func (l *ofiListener) acceptRDM(ctx context.Context) (connImpl, error) {
+	select {
+	case a := <-l.accepted:
+		if a.err != nil {
+			return nil, a.err
+		}
+		return a.c, nil
+	case <-ctx.Done():
+		return nil, ofiError(ctx.Err())
+	case <-l.ctx.Done():
+		return nil, ofiError(ofi.ErrClosed)
+	case <-l.failed:
+		return nil, l.err
+	}
+}
+
+// helloLoop takes hellos off the listener's endpoint until it closes, and answers each on a
+// goroutine of its own (at most maxWelcoming at once).
+func (l *ofiListener) helloLoop() {
+	defer l.wg.Done()
 	buf := make([]byte, 8+maxNameLen)
+	slots := make(chan struct{}, maxWelcoming)
 	for {
-		n, err := l.hello.recv(ctx, buf)
+		n, err := l.hello.recv(l.ctx, buf)
 		if err != nil {
 			if errors.Is(err, ErrTooLarge) {
 				continue // not a hello
 			}
-			return nil, err
+			if l.ctx.Err() == nil {
+				l.err = err
+				close(l.failed)
+			}
+			return
 		}
 		h, err := parseHandshake(buf[:n])
 		if err != nil || h.kind != helloKind {
 			continue // garbage from someone else: ignore it
 		}
-		info, err := l.b.endpointInfo()
-		if err != nil {
-			return nil, ofiError(err)
+		select {
+		case slots <- struct{}{}:
+		case <-l.ctx.Done():
+			return
 		}
-		c, err := l.b.newConn(info)
-		if err != nil {
-			return nil, err
-		}
-		if c.peer, err = c.av.Insert(h.name); err != nil {
-			c.close()
-			continue
-		}
-		name, err := c.name()
-		if err == nil {
-			// A dialer that gave up never takes its welcome: do not let it hold up the
-			// hellos queued behind it.
-			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			err = c.send(wctx, handshake{kind: welcomeKind, name: name}.marshal())
-			cancel()
-		}
-		if err != nil {
-			c.close()
-			if ctx.Err() != nil {
-				return nil, ofiError(err)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-slots }()
+			c, err := l.welcome(h)
+			if c == nil && err == nil {
+				return // the dialer went away
 			}
-			continue // the dialer went away
-		}
-		c.remote = c.av.String(h.name)
-		return c, nil
+			select {
+			case l.accepted <- accepted{c, err}:
+			case <-l.ctx.Done():
+				if c != nil {
+					c.close()
+				}
+			}
+		}()
 	}
+}
+
+// welcome gives the dialer of hello h a connection endpoint and tells it its name. It returns
+// nil and no error when the dialer did not take the welcome.
+func (l *ofiListener) welcome(h handshake) (*ofiConn, error) {
+	info, err := l.b.endpointInfo()
+	if err != nil {
+		return nil, ofiError(err)
+	}
+	c, err := l.b.newConn(info)
+	if err != nil {
+		return nil, err
+	}
+	if c.peer, err = c.av.Insert(h.name); err != nil {
+		c.close()
+		return nil, nil // an address the provider cannot take: not a dialer of ours
+	}
+	name, err := c.name()
+	if err == nil {
+		wctx, cancel := context.WithTimeout(l.ctx, welcomeTimeout)
+		err = c.send(wctx, handshake{kind: welcomeKind, name: name}.marshal())
+		cancel()
+	}
+	if err != nil {
+		c.close()
+		return nil, nil
+	}
+	c.remote = c.av.String(h.name)
+	return c, nil
 }
 
 func (l *ofiListener) acceptMSG(ctx context.Context) (connImpl, error) {
@@ -166,7 +240,19 @@ func (l *ofiListener) close() error {
 	var err error
 	l.once.Do(func() {
 		if l.hello != nil {
+			l.cancel() // helloLoop and the welcomes in flight stop
+			l.wg.Wait()
 			err = l.hello.close()
+			for drained := false; !drained; {
+				select {
+				case a := <-l.accepted:
+					if a.c != nil {
+						a.c.close() // welcomed, never accepted
+					}
+				default:
+					drained = true
+				}
+			}
 		}
 		if l.pep != nil {
 			err = errors.Join(l.pep.Close(), l.eq.Close())
