@@ -3,7 +3,10 @@ package raid
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -193,5 +196,87 @@ func TestRestart(t *testing.T) {
 		if err := cli.ReadExcluding(ctx, mem, 0, 0, len(data), 1<<i); err != nil || !bytes.Equal(mem.Bytes(), data) {
 			t.Fatalf("read without member %d after restart: %v", i, err)
 		}
+	}
+}
+
+// TestReopenWaitsForTargets: a restarted controller keeps trying a member whose target is down
+// (restarting, or too busy to answer) before it fails it. A target that comes back while the
+// controller tries is taken back; one that stays down is failed, and the volume serves degraded.
+func TestReopenWaitsForTargets(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	dir := t.TempDir()
+	const size = 16*4096 + dataStart
+	ts := newTargets(t, "tcp", 3, size, dir)
+	members := addrs(ts)
+	cfg := ControllerConfig{Listen: listenAddr("tcp"), Level: "5", Chunk: 4096, Members: members,
+		StateDir: filepath.Join(dir, "state"), Timeout: 2 * time.Second}
+	c, err := NewController(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := Dial(ctx, c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("reopen.."), int(cli.Size())/8)
+	if err := cli.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	cli.Close()
+	c.Close()
+	store := ts[1].cfg.Store
+	ts[1].Close()
+	ts[2].Close()
+
+	// Target 1 comes back once the restarted controller has found it down; target 2 stays down.
+	retried := make(chan struct{})
+	var once sync.Once
+	cfg.Logf = func(format string, a ...any) {
+		msg := fmt.Sprintf(format, a...)
+		t.Log(msg)
+		if strings.HasPrefix(msg, "member 1 ") && strings.HasSuffix(msg, "trying again") {
+			once.Do(func() { close(retried) })
+		}
+	}
+	back := make(chan *Target, 1)
+	go func() {
+		defer close(back)
+		select {
+		case <-retried:
+		case <-ctx.Done():
+			return
+		}
+		t1, err := NewTarget(ctx, TargetConfig{Listen: members[1], Store: store, Size: size})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		back <- t1
+	}()
+	cfg.Listen = listenAddr("tcp")
+	cfg.Level, cfg.Members = "", nil
+	c, err = NewController(ctx, cfg)
+	if t1 := <-back; t1 != nil {
+		defer t1.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st := c.Status(ctx)
+	if st.Members[1].State != stateOK || st.Members[2].State != stateFailed {
+		t.Fatalf("after reopen: %+v, want member 1 ok and member 2 failed", st.Members)
+	}
+	cli, err = Dial(ctx, c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	got := make([]byte, len(data))
+	if err := cli.ReadAt(ctx, got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("degraded read after reopen differs")
 	}
 }
