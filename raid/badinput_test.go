@@ -2,6 +2,7 @@ package raid
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -142,36 +143,19 @@ func TestBadVolume(t *testing.T) {
 // TestRestart: a restarted controller and a restarted target pick their state up from disk.
 func TestRestart(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
-	dir := t.TempDir()
-	ts := newTargets(t, "tcp", 3, 16*4096+dataStart, dir)
-	members := addrs(ts)
-	cfg := ControllerConfig{Listen: listenAddr("tcp"), Level: "5", Chunk: 4096, Members: members,
-		StateDir: filepath.Join(dir, "state")}
-	c, err := NewController(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := Dial(ctx, c.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := bytes.Repeat([]byte("restart!"), int(cli.Size())/8)
-	if err := cli.WriteAt(ctx, data, 0); err != nil {
-		t.Fatal(err)
-	}
-	cli.Close()
-	c.Close()
+	ts, cfg, data := stoppedVolume(ctx, t, 0, "restart!")
+	members := cfg.Members
 	// Restart target 1 on the same address and store.
 	store := ts[1].cfg.Store
 	ts[1].Close()
-	t1, err := NewTarget(ctx, TargetConfig{Listen: members[1], Store: store, Size: 16*4096 + dataStart})
+	t1, err := NewTarget(ctx, TargetConfig{Listen: members[1], Store: store, Size: restartStore})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer t1.Close()
 	cfg.Listen = listenAddr("tcp")
 	cfg.Level, cfg.Members = "", nil
-	c, err = NewController(ctx, cfg)
+	c, err := NewController(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +163,7 @@ func TestRestart(t *testing.T) {
 	if st := c.Status(ctx); st.Members[1].State != stateOK {
 		t.Fatalf("restarted target not taken back: %+v", st.Members)
 	}
-	cli, err = Dial(ctx, c.Addr())
+	cli, err := Dial(ctx, c.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,26 +188,8 @@ func TestRestart(t *testing.T) {
 // controller tries is taken back; one that stays down is failed, and the volume serves degraded.
 func TestReopenWaitsForTargets(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
-	dir := t.TempDir()
-	const size = 16*4096 + dataStart
-	ts := newTargets(t, "tcp", 3, size, dir)
-	members := addrs(ts)
-	cfg := ControllerConfig{Listen: listenAddr("tcp"), Level: "5", Chunk: 4096, Members: members,
-		StateDir: filepath.Join(dir, "state"), Timeout: 2 * time.Second}
-	c, err := NewController(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := Dial(ctx, c.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := bytes.Repeat([]byte("reopen.."), int(cli.Size())/8)
-	if err := cli.WriteAt(ctx, data, 0); err != nil {
-		t.Fatal(err)
-	}
-	cli.Close()
-	c.Close()
+	ts, cfg, data := stoppedVolume(ctx, t, 2*time.Second, "reopen..")
+	members := cfg.Members
 	store := ts[1].cfg.Store
 	ts[1].Close()
 	ts[2].Close()
@@ -246,7 +212,7 @@ func TestReopenWaitsForTargets(t *testing.T) {
 		case <-ctx.Done():
 			return
 		}
-		t1, err := NewTarget(ctx, TargetConfig{Listen: members[1], Store: store, Size: size})
+		t1, err := NewTarget(ctx, TargetConfig{Listen: members[1], Store: store, Size: restartStore})
 		if err != nil {
 			t.Error(err)
 			return
@@ -255,7 +221,7 @@ func TestReopenWaitsForTargets(t *testing.T) {
 	}()
 	cfg.Listen = listenAddr("tcp")
 	cfg.Level, cfg.Members = "", nil
-	c, err = NewController(ctx, cfg)
+	c, err := NewController(ctx, cfg)
 	if t1 := <-back; t1 != nil {
 		defer t1.Close()
 	}
@@ -267,7 +233,7 @@ func TestReopenWaitsForTargets(t *testing.T) {
 	if st.Members[1].State != stateOK || st.Members[2].State != stateFailed {
 		t.Fatalf("after reopen: %+v, want member 1 ok and member 2 failed", st.Members)
 	}
-	cli, err = Dial(ctx, c.Addr())
+	cli, err := Dial(ctx, c.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +245,32 @@ func TestReopenWaitsForTargets(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("degraded read after reopen differs")
 	}
+}
+
+// restartStore is the store size of stoppedVolume's targets.
+const restartStore = 16*4096 + dataStart
+
+// stoppedVolume makes a raid5 volume over three targets (commands bounded by timeout; 0 is
+// the default), fills it with fill and stops its controller: where restart tests begin.
+func stoppedVolume(ctx context.Context, t *testing.T, timeout time.Duration, fill string) ([]*Target, ControllerConfig, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	ts := newTargets(t, "tcp", 3, restartStore, dir)
+	cfg := ControllerConfig{Listen: listenAddr("tcp"), Level: "5", Chunk: 4096, Members: addrs(ts),
+		StateDir: filepath.Join(dir, "state"), Timeout: timeout}
+	c, err := NewController(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cli, err := Dial(ctx, c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	data := bytes.Repeat([]byte(fill), int(cli.Size())/len(fill))
+	if err := cli.WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	return ts, cfg, data
 }
