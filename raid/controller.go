@@ -26,7 +26,7 @@ type ControllerConfig struct {
 	Chunk    int
 	Members  []string
 	StateDir string
-	Timeout  time.Duration // per member command (default 5s)
+	Timeout  time.Duration // per member command (default 5s); a restart tries a member for 3 of them
 	Logf     func(format string, a ...any)
 	Options  []fabric.Option
 }
