@@ -163,18 +163,7 @@ func TestRestart(t *testing.T) {
 	if st := c.Status(ctx); st.Members[1].State != stateOK {
 		t.Fatalf("restarted target not taken back: %+v", st.Members)
 	}
-	cli, err := Dial(ctx, c.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	got := make([]byte, len(data))
-	if err := cli.ReadAt(ctx, got, 0); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatal("data differs after restart")
-	}
+	cli := readBack(ctx, t, c, data, "after restart")
 	for i := range 3 {
 		mem, _ := cli.Alloc(len(data))
 		if err := cli.ReadExcluding(ctx, mem, 0, 0, len(data), 1<<i); err != nil || !bytes.Equal(mem.Bytes(), data) {
@@ -233,18 +222,7 @@ func TestReopenWaitsForTargets(t *testing.T) {
 	if st.Members[1].State != stateOK || st.Members[2].State != stateFailed {
 		t.Fatalf("after reopen: %+v, want member 1 ok and member 2 failed", st.Members)
 	}
-	cli, err := Dial(ctx, c.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	got := make([]byte, len(data))
-	if err := cli.ReadAt(ctx, got, 0); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatal("degraded read after reopen differs")
-	}
+	readBack(ctx, t, c, data, "degraded, after reopen")
 }
 
 // restartStore is the store size of stoppedVolume's targets.
@@ -273,4 +251,23 @@ func stoppedVolume(ctx context.Context, t *testing.T, timeout time.Duration, fil
 		t.Fatal(err)
 	}
 	return ts, cfg, data
+}
+
+// readBack dials c and reads the whole volume, which must hold data. The client stays open
+// until the test ends.
+func readBack(ctx context.Context, t *testing.T, c *Controller, data []byte, when string) *Client {
+	t.Helper()
+	cli, err := Dial(ctx, c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	got := make([]byte, len(data))
+	if err := cli.ReadAt(ctx, got, 0); err != nil {
+		t.Fatalf("%s: %v", when, err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("%s: data differs", when)
+	}
+	return cli
 }
