@@ -458,10 +458,8 @@ func (q *CQ) progress() {
 	idle := time.Duration(0)
 	var spins uint64 // q.spins when the goroutine last looked
 	for {
-		select {
-		case <-q.stop:
+		if q.stopping() {
 			return
-		default:
 		}
 		if q.waiter != nil && !q.orphaned.Load() {
 			// Waiters polling now, or since the last look, will most likely poll again: leave
@@ -504,12 +502,10 @@ func (q *CQ) progress() {
 				_, err = q.waiter.wait(time.Now().Add(tick), q.stopping)
 			}
 			if err != nil {
-				select {
-				case <-q.stop:
+				if q.stopping() {
 					return
-				default:
-					time.Sleep(time.Millisecond)
 				}
+				time.Sleep(time.Millisecond)
 			}
 			continue
 		}

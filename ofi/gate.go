@@ -32,7 +32,7 @@ func newGateWaiter(fd int) (*gateWaiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET}
+	ev := unix.EpollEvent{Events: gateEvents}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		unix.Close(ep)
 		return nil, err
@@ -46,30 +46,29 @@ func newGateWaiter(fd int) (*gateWaiter, error) {
 }
 
 // openGate lets the fd's events through again; an fd readable now wakes the next wait.
-func (g *gateWaiter) openGate() error {
-	if g.open {
+func (g *gateWaiter) openGate() error { return g.set(true) }
+
+// shut keeps the fd's events from waking anyone until the gate opens.
+func (g *gateWaiter) shut() error { return g.set(false) }
+
+// set opens or shuts the gate: the fd's event mask in the set is gateEvents or empty.
+func (g *gateWaiter) set(open bool) error {
+	if g.open == open {
 		return nil
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET}
+	var ev unix.EpollEvent
+	if open {
+		ev.Events = gateEvents
+	}
 	if err := unix.EpollCtl(g.ep, unix.EPOLL_CTL_MOD, g.fd, &ev); err != nil {
 		return err
 	}
-	g.open = true
+	g.open = open
 	return nil
 }
 
-// shut keeps the fd's events from waking anyone until the gate opens.
-func (g *gateWaiter) shut() error {
-	if !g.open {
-		return nil
-	}
-	ev := unix.EpollEvent{Events: 0}
-	if err := unix.EpollCtl(g.ep, unix.EPOLL_CTL_MOD, g.fd, &ev); err != nil {
-		return err
-	}
-	g.open = false
-	return nil
-}
+// gateEvents is the fd's event mask while the gate is open.
+const gateEvents = unix.EPOLLIN | unix.EPOLLET
 
 // wait parks until an event passes the gate (true), the deadline passes or kick is called
 // (false, nil), or the waiter is closed (os.ErrClosed). If skip reports true once the deadline

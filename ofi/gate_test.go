@@ -10,26 +10,21 @@ import (
 // A gate lets its fd's readiness wake the waiter only while open; opening it on a readable fd
 // wakes the next wait at once; kick and skip end a wait early.
 func TestGateWaiter(t *testing.T) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	g, err := newGateWaiter(p[0])
+	rd, wr := testPipe(t)
+	g, err := newGateWaiter(rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.close()
 	signal := func() {
-		if _, err := unix.Write(p[1], []byte{1}); err != nil {
+		if _, err := unix.Write(wr, []byte{1}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	drain := func() {
 		var b [16]byte
 		for {
-			if _, err := unix.Read(p[0], b[:]); err != nil {
+			if _, err := unix.Read(rd, b[:]); err != nil {
 				return
 			}
 		}

@@ -2,6 +2,7 @@ package ofi
 
 import (
 	"context"
+	"golang.org/x/sys/unix"
 	"testing"
 	"time"
 )
@@ -210,4 +211,18 @@ func (s *side) reg(t testing.TB, n int, acc Access) *MR {
 	}
 	t.Cleanup(func() { mr.Close(); buf.Free() })
 	return mr
+}
+
+// testPipe makes a non-blocking pipe, closed when the test ends: a stand-in for a wait fd.
+func testPipe(t testing.TB) (r, w int) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.Close(p[0])
+		unix.Close(p[1])
+	})
+	return p[0], p[1]
 }
