@@ -16,7 +16,7 @@ func init() {
 	// endpoint, and rdmakit's fabric opens one per connection: 20 connections over
 	// tcp;ofi_rxm held 1.75 GB, and opening an endpoint took 210 ms on a 2-core VM (page
 	// faults), so that a dial, which opens one on each side, took 0.55 s. At 4 KiB: 26 MB per
-	// connection and 0.19 s a dial. Messages above the size go by rxm's segmented protocol;
+	// endpoint and 0.19 s a dial. Messages above the size go by rxm's segmented protocol;
 	// rdmakit moves data by RMA and its messages are small. Set the variable to choose.
 	if _, set := os.LookupEnv("FI_OFI_RXM_BUFFER_SIZE"); !set {
 		os.Setenv("FI_OFI_RXM_BUFFER_SIZE", "4096")
