@@ -228,7 +228,8 @@ static inline int rk_cq_drain(struct fid_cq *cq, rk_comp *out, int n, int from, 
 }
 
 // rk_post_drain posts ops like rk_post, then polls cq up to spins times until at least one
-// completion arrives: the latency path of a blocking call, in one cgo call.
+// completion arrives: the latency path of a blocking call, in one cgo call. *ncomp is what
+// rk_cq_drain returned last: completions read, or a negative fi errno.
 static inline int rk_post_drain(struct fid_ep *ep, const rk_op *ops, int n, ssize_t *rc,
 				struct fid_cq *cq, rk_comp *out, int max, int from, int tagged,
 				int spins, int *ncomp) {
