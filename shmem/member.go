@@ -39,10 +39,10 @@ func (m *member) join(ctx context.Context) error {
 	delay := 20 * time.Millisecond
 	wait := 2 * time.Second // per attempt, doubling: a loaded host must not keep every handshake from finishing
 	for {
-		l, incarn, pid, err := m.dial(ctx, wait)
+		l, incarn, peer, err := m.dial(ctx, wait)
 		if err == nil {
 			m.mu.Lock()
-			m.incarn, m.proc = incarn, watchProcess(pid)
+			m.incarn, m.proc = incarn, watchProcess(peer.pid, peer.beacon)
 			m.mu.Unlock()
 			m.link.Store(l)
 			return nil
@@ -60,18 +60,22 @@ func (m *member) join(ctx context.Context) error {
 	}
 }
 
+// peerProc is the process a welcome names: its pid and beacon fd (-1: none), both only for a
+// member on this host.
+type peerProc struct{ pid, beacon int }
+
 // dial connects to the member and runs the hello/welcome exchange. Each attempt is bounded so
 // that a member that is not up yet costs a retry, not the whole deadline.
-func (m *member) dial(ctx context.Context, wait time.Duration) (*link, uint64, int, error) {
+func (m *member) dial(ctx context.Context, wait time.Duration) (*link, uint64, peerProc, error) {
 	actx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	c, err := m.s.f.Dial(actx, m.addr)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, peerProc{}, err
 	}
-	fail := func(err error) (*link, uint64, int, error) {
+	fail := func(err error) (*link, uint64, peerProc, error) {
 		c.Close()
-		return nil, 0, 0, err
+		return nil, 0, peerProc{}, err
 	}
 	if err := c.Send(actx, m.s.header(kindHello).marshal()); err != nil {
 		return fail(err)
@@ -94,7 +98,7 @@ func (m *member) dial(ctx context.Context, wait time.Duration) (*link, uint64, i
 	case w.size != uint64(m.s.cfg.PortionSize) || w.segment != m.s.id:
 		return fail(fmt.Errorf("%w: %s belongs to another segment", ErrMembership, m.addr))
 	}
-	return &link{c: c, remote: w.portion}, w.incarnation, int(w.pid), nil
+	return &link{c: c, remote: w.portion}, w.incarnation, peerProc{int(w.pid), int(w.beacon) - 1}, nil
 }
 
 // get returns a working link, redialing once if the last one broke for a reason other than
@@ -102,10 +106,12 @@ func (m *member) dial(ctx context.Context, wait time.Duration) (*link, uint64, i
 func (m *member) get(ctx context.Context) (*link, error) {
 	if m.proc.exited() {
 		// A same-host member whose process is gone (one in our own process is not). Checked
-		// before every operation: with libfabric 1.17 (shm, and tcp;ofi_rxm when the reset is
-		// not seen in time) an operation posted to a dead peer may never complete, and closing
-		// its connection at the deadline has left the process's other connections stuck and
-		// then crashed in fi_cq_read.
+		// before every operation (a load, with the member's beacon): with libfabric 1.17 (shm,
+		// and tcp;ofi_rxm when the reset is not seen in time) an operation posted to a dead
+		// peer may never complete, and closing its connection at the deadline has left the
+		// process's other connections stuck and then crashed in fi_cq_read. A process watch
+		// that learns of the death later (a goroutine woken by the pidfd) lets that happen:
+		// tried, it crashed TestMemberKilled on shm.
 		m.mu.Lock()
 		if m.down == nil {
 			m.down = m.downErrLocked(fmt.Errorf("process %d exited", m.proc.pid))

@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("SHMEM_HELPER") != "" {
 		os.Exit(helperMain())
 	}
+	if os.Getenv("SHMEM_BEACON_HELPER") != "" {
+		os.Exit(shmem.BeaconHelper())
+	}
 	os.Exit(m.Run())
 }
 

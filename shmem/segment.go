@@ -222,6 +222,9 @@ func (s *Segment) header(kind byte) msg {
 		size: uint64(s.cfg.PortionSize), incarnation: s.incarn}
 	if sameHost(s.cfg.Members[s.cfg.Self]) {
 		m.pid = uint32(os.Getpid())
+		if fd, err := localBeacon(); err == nil && fd < 0xffff {
+			m.beacon = uint16(fd + 1)
+		}
 	}
 	return m
 }

@@ -12,9 +12,10 @@ import (
 // each member (itself included) when it joins. Nothing of it is on the data path.
 //
 //	header (40 bytes, little endian):
-//	  magic "RKS" | version 1 | kind | status | from u16 | members u16 | reserved u16
+//	  magic "RKS" | version 2 | kind | status | from u16 | members u16 | beacon u16
 //	  | segment u64 | portion size u64 | incarnation u64 | pid u32
-//	pid is the sender's process id if its address is on this host only (shm, loopback), else 0.
+//	pid is the sender's process id if its address is on this host only (shm, loopback), else 0;
+//	beacon is then 1 + the fd of its liveness beacon (beacon.go), or 0 for none.
 //	kind 1 hello   (dialer → member): header only; from is the dialer's index, incarnation its own
 //	kind 2 welcome (member → dialer): header, then on status 0 the 28-byte descriptor of the
 //	               member's portion (fabric.Remote); from is the member's index, incarnation its own
@@ -37,7 +38,7 @@ const (
 	maxMembers = 1 << 12
 )
 
-var wireMagic = [4]byte{'R', 'K', 'S', 1}
+var wireMagic = [4]byte{'R', 'K', 'S', 2}
 
 // errWire is a malformed membership message.
 var errWire = errors.New("shmem: malformed membership message")
@@ -52,6 +53,7 @@ type msg struct {
 	size        uint64
 	incarnation uint64
 	pid         uint32
+	beacon      uint16        // 1 + beacon fd, 0: none
 	portion     fabric.Remote // welcome with status 0
 }
 
@@ -61,7 +63,7 @@ func (m msg) marshal() []byte {
 	b = append(b, m.kind, m.status)
 	b = binary.LittleEndian.AppendUint16(b, m.from)
 	b = binary.LittleEndian.AppendUint16(b, m.members)
-	b = binary.LittleEndian.AppendUint16(b, 0)
+	b = binary.LittleEndian.AppendUint16(b, m.beacon)
 	b = binary.LittleEndian.AppendUint64(b, m.segment)
 	b = binary.LittleEndian.AppendUint64(b, m.size)
 	b = binary.LittleEndian.AppendUint64(b, m.incarnation)
@@ -75,18 +77,19 @@ func (m msg) marshal() []byte {
 // parseMsg decodes a membership message; anything malformed is errWire.
 func parseMsg(b []byte) (msg, error) {
 	if len(b) < headerLen || [4]byte(b[:4]) != wireMagic {
-		return msg{}, fmt.Errorf("%w: %d bytes without the RKS1 header", errWire, len(b))
+		return msg{}, fmt.Errorf("%w: %d bytes without the RKS2 header", errWire, len(b))
 	}
 	m := msg{kind: b[4], status: b[5],
 		from:        binary.LittleEndian.Uint16(b[6:]),
 		members:     binary.LittleEndian.Uint16(b[8:]),
+		beacon:      binary.LittleEndian.Uint16(b[10:]),
 		segment:     binary.LittleEndian.Uint64(b[12:]),
 		size:        binary.LittleEndian.Uint64(b[20:]),
 		incarnation: binary.LittleEndian.Uint64(b[28:]),
 		pid:         binary.LittleEndian.Uint32(b[36:]),
 	}
-	if r := binary.LittleEndian.Uint16(b[10:]); r != 0 {
-		return msg{}, fmt.Errorf("%w: reserved field %#x", errWire, r)
+	if m.beacon != 0 && m.pid == 0 {
+		return msg{}, fmt.Errorf("%w: beacon fd %d without a pid", errWire, m.beacon-1)
 	}
 	if m.members == 0 || m.members > maxMembers || m.from >= m.members {
 		return msg{}, fmt.Errorf("%w: member %d of %d", errWire, m.from, m.members)
