@@ -8,6 +8,8 @@ package shmem
 #include <unistd.h>
 #include <sys/syscall.h>
 
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "the beacon's magic follows the mutex at 64");
+
 typedef struct {
 	pthread_mutex_t *mutex;
 	sem_t ready;
@@ -88,7 +90,7 @@ import (
 // robust-futex protocol reads and writes.
 const (
 	beaconLen      = 4096
-	beaconMagicOff = 64 // after the mutex (40 bytes on x86-64 and arm64)
+	beaconMagicOff = 64 // after the mutex (40 bytes on x86-64, 48 on arm64; asserted in C)
 	futexTIDMask   = 0x3fffffff
 )
 

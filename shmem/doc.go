@@ -24,5 +24,8 @@
 // and Lock (a lease-based lock whose lease lapses when its holder dies).
 //
 // A member that dies takes its portion with it: operations on it fail with ErrMemberDown
-// (after at most the operation's deadline), while operations on other portions go on.
+// (after at most the operation's deadline), while operations on other portions go on. A
+// member in another process on the same host is known dead at once: each such process
+// advertises a liveness beacon (a robust mutex that the kernel releases when the process
+// dies), which its peers read with one memory load before every operation.
 package shmem
