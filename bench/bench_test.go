@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/rdmakit/rdmakit/internal/hangdump"
 )
 
 // TestRunSmoke runs every case once, briefly, on each provider and checks the results are
@@ -12,6 +14,7 @@ import (
 func TestRunSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	hangdump.Before(t, ctx, 10*time.Second) // a pingpong that hangs shows where (seen once on shm)
 	rs, err := Run(ctx, Config{Target: 5 * time.Millisecond, Rounds: 1})
 	if err != nil {
 		t.Fatal(err)

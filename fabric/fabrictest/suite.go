@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/internal/hangdump"
 )
 
 // Pair is a connected client and server on one transport, each with its own fabric.
@@ -90,6 +91,7 @@ func Run(t *testing.T, tr Transport) {
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
+	hangdump.Before(t, ctx, 3*time.Second) // a batch that hangs shows where (seen once in a while on sockets)
 	return ctx
 }
 
