@@ -83,8 +83,8 @@ import (
 // marks the mutex's futex word (FUTEX_OWNER_DIED, owner tid cleared) before the process's
 // files close, so a peer that maps the memfd sees the death by the time anything else could
 // tell it. A peer opens the memfd as /proc/<pid>/fd/<fd>; the membership handshake carries the
-// fd. The page also holds a magic, the pid and the holder's tid, so that a peer cannot mistake
-// another file for a beacon.
+// fd. The memfd is sealed at its size, and the page holds a magic, the pid and the holder's
+// tid, so that a peer cannot mistake another file for a beacon or fault on it.
 //
 // The futex word is the first int of glibc's pthread_mutex_t (its __lock), which the kernel's
 // robust-futex protocol reads and writes.
@@ -92,6 +92,7 @@ const (
 	beaconLen      = 4096
 	beaconMagicOff = 64 // after the mutex (40 bytes on x86-64, 48 on arm64; asserted in C)
 	futexTIDMask   = 0x3fffffff
+	beaconSeals    = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
 )
 
 var beaconMagic = [8]byte{'R', 'K', 'B', 'E', 'A', 'C', 'O', 'N'}
@@ -110,7 +111,7 @@ func localBeacon() (int, error) {
 }
 
 func newBeacon() (int, error) {
-	fd, err := unix.MemfdCreate("rdmakit-beacon", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("rdmakit-beacon", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return -1, fmt.Errorf("memfd_create: %w", err)
 	}
@@ -120,6 +121,10 @@ func newBeacon() (int, error) {
 	}
 	if err := unix.Ftruncate(fd, beaconLen); err != nil {
 		return fail("ftruncate", err)
+	}
+	// Its size is fixed for good: a peer's loads can never fault past the end.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, beaconSeals); err != nil {
+		return fail("seal", err)
 	}
 	// Mapped for the life of the process (off the Go heap: the C thread holds the mutex in it).
 	mem, err := unix.Mmap(fd, 0, beaconLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
@@ -150,8 +155,17 @@ func openBeacon(pid, fd int) (*peerBeacon, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	// Only a sealed memfd of the right size: loads from any other file could fault (SIGBUS)
+	// once it shrinks.
+	if seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0); err != nil || seals&beaconSeals != beaconSeals {
+		return nil, fmt.Errorf("fd %d of process %d is not a sealed memfd", fd, pid)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Size != beaconLen {
+		return nil, fmt.Errorf("fd %d of process %d is not a beacon's size", fd, pid)
+	}
 	mem, err := unix.Mmap(int(f.Fd()), 0, beaconLen, unix.PROT_READ, unix.MAP_SHARED)
-	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("mmap beacon of %d: %w", pid, err)
 	}

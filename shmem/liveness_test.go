@@ -47,8 +47,8 @@ func TestProcessExited(t *testing.T) {
 }
 
 // TestBeacon watches a child process through its beacon: alive, then dead by the time the
-// child's kill is known (no polling: the kernel marks the beacon during the exit). A file of
-// the child that is not its beacon is refused.
+// child's kill is known (no polling: the kernel marks the beacon during the exit). Files of
+// the child that are not its beacon are refused.
 func TestBeacon(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SHMEM_BEACON_HELPER=1")
@@ -61,12 +61,14 @@ func TestBeacon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	var pid, fd int
-	if _, err := fmt.Fscan(out, &pid, &fd); err != nil || pid != cmd.Process.Pid {
-		t.Fatalf("helper said pid %d fd %d, %v", pid, fd, err)
+	var pid, fd, exe int
+	if _, err := fmt.Fscan(out, &pid, &fd, &exe); err != nil || pid != cmd.Process.Pid {
+		t.Fatalf("helper said pid %d fd %d exe %d, %v", pid, fd, exe, err)
 	}
-	if _, err := openBeacon(pid, 0); err == nil { // its stdin
-		t.Error("a file that is not a beacon was taken for one")
+	for _, other := range []int{0, exe} { // /dev/null, and a regular file of over 4 KiB
+		if _, err := openBeacon(pid, other); err == nil {
+			t.Errorf("fd %d, not a beacon, was taken for one", other)
+		}
 	}
 	p := watchProcess(pid, fd)
 	if p.beacon == nil {
