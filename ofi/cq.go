@@ -324,8 +324,7 @@ func (q *CQ) drainLocked() int {
 		n := C.rk_cq_drain(q.c, &q.comps[0], C.int(len(q.comps)), boolInt(q.attr.Source), boolInt(q.tagged))
 		q.domain.quiet.RUnlock()
 		if n < 0 {
-			err := fiErr("fi_cq_read", C.ssize_t(n))
-			q.failure.Store(&err)
+			q.readFailed(n)
 			return total
 		}
 		q.dispatch(q.comps[:n])
@@ -334,6 +333,13 @@ func (q *CQ) drainLocked() int {
 			return total
 		}
 	}
+}
+
+// readFailed records that the queue itself failed: rk_cq_drain returned the negative fi errno
+// rc. Waiters report it.
+func (q *CQ) readFailed(rc C.int) {
+	err := fiErr("fi_cq_read", C.ssize_t(rc))
+	q.failure.Store(&err)
 }
 
 // dispatch finishes the operations of a batch of completions.

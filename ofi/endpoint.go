@@ -337,9 +337,8 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 			got = C.rk_post_drain(e.c, &cops[from], 1, &k.c.rc, q.c, &q.comps[0], C.int(len(q.comps)),
 				boolInt(q.attr.Source), boolInt(q.tagged), 64, &k.c.ncomp)
 			e.domain.quiet.RUnlock()
-			if n := k.c.ncomp; n < 0 { // the queue itself failed, as in drainLocked
-				err := fiErr("fi_cq_read", C.ssize_t(n))
-				q.failure.Store(&err)
+			if n := k.c.ncomp; n < 0 {
+				q.readFailed(n)
 			} else {
 				q.dispatch(q.comps[:n])
 			}

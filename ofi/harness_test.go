@@ -2,9 +2,10 @@ package ofi
 
 import (
 	"context"
-	"golang.org/x/sys/unix"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // side is one end of a test connection: its own fabric, domain, endpoint and queues.
