@@ -44,6 +44,8 @@ func (c *Cntr) Read() uint64 {
 		return 0
 	}
 	defer c.exit()
+	c.domain.quiet.RLock() // reading progresses the bound endpoints (see Domain.quiet)
+	defer c.domain.quiet.RUnlock()
 	return uint64(C.fi_cntr_read(c.c))
 }
 

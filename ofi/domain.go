@@ -23,10 +23,17 @@ type Domain struct {
 	atomicMu sync.Mutex
 	atomics  map[atomicKey]error // fi_query_atomic results
 
-	// quiet is held shared around every post and CQ read in the domain and exclusively around
-	// fi_trywait: rxm's trywait (libfabric 1.17) is not safe against concurrent data-path
-	// calls and crashes when it races them.
+	// quiet is held shared around every post and CQ or counter read in the domain and
+	// exclusively around fi_trywait: rxm's trywait (libfabric 1.17) is not safe against
+	// concurrent data-path calls and crashes when it races them. See also recvAlone.
 	quiet sync.RWMutex
+	// recvAlone: receives are posted with quiet held exclusively, so that no progress runs
+	// beside them. libfabric 1.17's shm matches an arriving message against the posted
+	// receives and, finding none, queues it as unexpected in two steps that each take its
+	// receive lock (get_msg/get_tag, then queue_msg/queue_tag). A receive posted between the
+	// two finds no unexpected message and is queued as posted, the message is queued as
+	// unexpected after it, and neither is ever matched: both wait forever.
+	recvAlone bool
 
 	poll poller // drives the queues without a wait fd
 }
@@ -49,6 +56,7 @@ func (f *Fabric) OpenDomain(info *Info) (*Domain, error) {
 	}
 	d.nextKey.Store(1)
 	d.poll.d = d
+	d.recvAlone = info.Provider() == "shm"
 	if err := d.init(&f.node, rankDomain, func() error {
 		return fiErr("fi_close(domain)", C.ssize_t(C.fi_close(&d.c.fid)))
 	}); err != nil {
@@ -56,6 +64,26 @@ func (f *Fabric) OpenDomain(info *Info) (*Domain, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// lockPost takes quiet for posting operations: exclusively when they include a receive and the
+// provider needs that (recvAlone), shared otherwise. It reports which, for unlockPost.
+func (d *Domain) lockPost(recv bool) bool {
+	if recv && d.recvAlone {
+		d.quiet.Lock()
+		return true
+	}
+	d.quiet.RLock()
+	return false
+}
+
+// unlockPost releases what lockPost took.
+func (d *Domain) unlockPost(alone bool) {
+	if alone {
+		d.quiet.Unlock()
+	} else {
+		d.quiet.RUnlock()
+	}
 }
 
 // Fabric is the fabric the domain belongs to.

@@ -330,13 +330,17 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 			return 0, ErrClosed
 		}
 		e.domain.poll.touch()
-		e.domain.quiet.RLock()
+		recv := false
+		for i := from; i < from+n; i++ {
+			recv = recv || ops[i].Kind.isRecv()
+		}
+		alone := e.domain.lockPost(recv)
 		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
 			// Latency path: post and poll in one cgo call.
 			q := e.cqFor(ops[from].Kind)
 			got = C.rk_post_drain(e.c, &cops[from], 1, &k.c.rc, q.c, &q.comps[0], C.int(len(q.comps)),
 				boolInt(q.attr.Source), boolInt(q.tagged), 64, &k.c.ncomp)
-			e.domain.quiet.RUnlock()
+			e.domain.unlockPost(alone)
 			if n := k.c.ncomp; n < 0 {
 				q.readFailed(n)
 			} else {
@@ -345,7 +349,7 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 			q.mu.Unlock()
 		} else {
 			got = C.rk_post(e.c, &cops[from], C.int(n), &k.c.rc)
-			e.domain.quiet.RUnlock()
+			e.domain.unlockPost(alone)
 		}
 		e.exit()
 		rc := k.c.rc
