@@ -1,6 +1,7 @@
 package ofi
 
 import (
+	"context"
 	"encoding/binary"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ func TestRecvBesideProgress(t *testing.T) {
 	const most, budget = 20000, time.Second
 	for name, p := range pairs(t, CapMsg) {
 		t.Run(name, func(t *testing.T) {
-			ctx := testCtx(t)
+			ctx, cancel := context.WithCancel(testCtx(t))
+			defer cancel()
 			a, b := p[0], p[1]
 			abuf := a.reg(t, 4096, AccessLocal)
 			bbuf := b.reg(t, 4096, AccessLocal)
@@ -33,6 +35,7 @@ func TestRecvBesideProgress(t *testing.T) {
 					}
 					if err != nil {
 						echoed <- err
+						cancel() // the exchange waiting for this message ends too
 						return
 					}
 				}
@@ -51,7 +54,12 @@ func TestRecvBesideProgress(t *testing.T) {
 					t.Fatal(err)
 				}
 				if err := a.ep.Wait(ctx, &r, tk); err != nil {
-					t.Fatalf("exchange %d: %v", i, err)
+					select {
+					case e := <-echoed:
+						t.Fatalf("exchange %d: %v; echo: %v", i, err, e)
+					default:
+						t.Fatalf("exchange %d: %v", i, err)
+					}
 				}
 				if v := binary.LittleEndian.Uint64(back); r.Len != 8 || v != uint64(i) {
 					t.Fatalf("exchange %d: %d bytes back, message %d", i, r.Len, v)
