@@ -165,9 +165,9 @@ func shmemBench(args []string) int {
 	tr := fs.String("transport", "ofi+tcp", "ofi+tcp (tcp;ofi_rxm), ofi+sockets or ofi+shm, on loopback")
 	nodes := fs.Int("nodes", 3, "members")
 	depth := fs.Int("depth", 32, "operations in flight when pipelined")
-	ops := fs.Int("ops", 20000, "operations per measurement and member")
+	ops := fs.Int("ops", 10000, "operations per measurement and member")
 	spin := fs.Duration("spin", 200*time.Microsecond, "completion busy-poll time (fabric.WithSpin)")
-	rounds := fs.Int("rounds", 3, "runs of each case, Go and C alternating (the best of each is kept)")
+	rounds := fs.Int("rounds", 7, "rounds of each case, Go and C back to back (medians reported)")
 	local := fs.Bool("local", false, "run the targeted member in this process too (default: a process of its own)")
 	if fs.Parse(args) != nil {
 		return 2
@@ -193,7 +193,7 @@ func shmemBench(args []string) int {
 				"-self", strconv.Itoa(self), "-name", name, "-size", strconv.Itoa(portion))
 		}
 	}
-	fmt.Printf("shmem atomics on %s, %d members (%s), pipelined depth %d, %d ops per run, best of %d\n\n",
+	fmt.Printf("shmem atomics on %s, %d members (%s), pipelined depth %d, %d ops per run, median of %d rounds\n\n",
 		*tr, *nodes, where, *depth, *ops, *rounds)
 	if _, err := shmembench.Run(ctx, cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "rdmakit shmem bench:", err)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -36,8 +37,11 @@ type Config struct {
 	Ops int
 	// Spin is the fabric's busy-poll time (fabric.WithSpin); 0 leaves the default.
 	Spin time.Duration
-	// Rounds is how many times each case runs, Go and C alternating; the best of each is kept
-	// (default 3): on a loaded machine one run of either swings by 2x.
+	// Rounds is how many times each case runs Go and C back to back, the two in turn first
+	// (default 7). A round's Go/C is one comparison; the median of the rounds is reported. On a
+	// small shared machine one run of either swings by 2x with the state of the target (polling
+	// or asleep when a request comes), so the best of each, taken from different moments,
+	// compares two lucky runs rather than Go with C.
 	Rounds int
 	// Serve, if set, runs member 0 — the member every case targets — in a process of its own,
 	// as members are deployed: it returns the command that serves member self of the segment
@@ -177,14 +181,65 @@ func (c Case) String() string {
 	return fmt.Sprintf("%s/depth=%d/contention=%s", c.Op, c.Depth, w)
 }
 
-// Result is ops/s of the Go path and of the C loop for a case.
+// Result is ops/s of the Go path and of the C loop for a case: the medians over its rounds,
+// and each round's Go/C.
 type Result struct {
 	Case
 	Go, C float64
+	// Ratios are the rounds' Go/C, in ascending order (none when Go and C were set directly).
+	Ratios []float64
 }
 
-// Ratio is Go ops/s over C ops/s.
-func (r Result) Ratio() float64 { return r.Go / r.C }
+// Ratio is the median of the rounds' Go/C, or Go over C without rounds.
+func (r Result) Ratio() float64 {
+	if len(r.Ratios) == 0 {
+		return r.Go / r.C
+	}
+	return median(r.Ratios)
+}
+
+// median of sorted values.
+func median(v []float64) float64 {
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// runRounds runs the case rounds times, Go and C back to back with each first in turn.
+func (c *Cluster) runRounds(ctx context.Context, cs Case, ops, rounds int) (Result, error) {
+	r := Result{Case: cs}
+	var gos, cops []float64
+	for i := range rounds {
+		var g, cr float64
+		var gerr, cerr error
+		if i%2 == 0 {
+			g, gerr = c.RunGo(ctx, cs, ops)
+			if gerr == nil {
+				cr, cerr = c.RunC(cs, ops)
+			}
+		} else {
+			cr, cerr = c.RunC(cs, ops)
+			if cerr == nil {
+				g, gerr = c.RunGo(ctx, cs, ops)
+			}
+		}
+		if gerr != nil {
+			return r, fmt.Errorf("%s: go: %w", cs, gerr)
+		}
+		if cerr != nil {
+			return r, fmt.Errorf("%s: C: %w", cs, cerr)
+		}
+		gos, cops = append(gos, g), append(cops, cr)
+		r.Ratios = append(r.Ratios, g/cr)
+	}
+	slices.Sort(gos)
+	slices.Sort(cops)
+	slices.Sort(r.Ratios)
+	r.Go, r.C = median(gos), median(cops)
+	return r, nil
+}
 
 var crefKind = map[shmem.OpKind]cref.Kind{shmem.OpAdd: cref.FetchAdd, shmem.OpCSwap: cref.CompareSwap,
 	shmem.OpMaskedSwap: cref.MaskedSwap}
@@ -282,10 +337,10 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 		cfg.Depth = 32
 	}
 	if cfg.Ops <= 0 {
-		cfg.Ops = 20000
+		cfg.Ops = 10000
 	}
 	if cfg.Rounds <= 0 {
-		cfg.Rounds = 3
+		cfg.Rounds = 7
 	}
 	var opts []fabric.Option
 	if cfg.Spin > 0 {
@@ -298,24 +353,17 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 	defer c.Close()
 	var out []Result
 	if w != nil {
-		fmt.Fprintf(w, "%-40s %12s %12s %8s\n", "case", "go ops/s", "C ops/s", "go/C")
+		fmt.Fprintf(w, "%-40s %12s %12s %8s  %s\n", "case", "go ops/s", "C ops/s", "go/C", "rounds' go/C")
 	}
 	for _, cs := range Cases(cfg.Depth) {
-		r := Result{Case: cs}
-		for range cfg.Rounds {
-			g, err := c.RunGo(ctx, cs, cfg.Ops)
-			if err != nil {
-				return out, fmt.Errorf("%s: go: %w", cs, err)
-			}
-			cr, err := c.RunC(cs, cfg.Ops)
-			if err != nil {
-				return out, fmt.Errorf("%s: C: %w", cs, err)
-			}
-			r.Go, r.C = max(r.Go, g), max(r.C, cr)
+		r, err := c.runRounds(ctx, cs, cfg.Ops, cfg.Rounds)
+		if err != nil {
+			return out, err
 		}
 		out = append(out, r)
 		if w != nil {
-			fmt.Fprintf(w, "%-40s %12.0f %12.0f %8.2f\n", cs, r.Go, r.C, r.Ratio())
+			fmt.Fprintf(w, "%-40s %12.0f %12.0f %8.2f  %.2f-%.2f\n", cs, r.Go, r.C, r.Ratio(),
+				r.Ratios[0], r.Ratios[len(r.Ratios)-1])
 		}
 	}
 	if w != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,5 +102,40 @@ func TestServedCluster(t *testing.T) {
 	c.Close()
 	if c.served != nil {
 		t.Error("the served member is still running after Close")
+	}
+}
+
+// TestRunRounds checks that a case runs its rounds of Go and C back to back (every operation
+// of both lands on the target) and reports medians and each round's ratio.
+func TestRunRounds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := NewCluster(ctx, "ofi+tcp", 2, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const ops, rounds = 100, 3
+	cs := Case{Op: shmem.OpAdd, Depth: 4}
+	r, err := c.runRounds(ctx, cs, ops, rounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Ratios) != rounds || !slices.IsSorted(r.Ratios) || r.Ratio() != r.Ratios[1] {
+		t.Errorf("ratios %v, median %v", r.Ratios, r.Ratio())
+	}
+	if r.Go <= 0 || r.C <= 0 {
+		t.Errorf("go %v, C %v ops/s", r.Go, r.C)
+	}
+	for who, off := range map[string]uint64{"go": wordFor(cs, 1), "C": wordFor(cs, len(c.Segs)+1)} {
+		if v, err := c.Segs[1].Load(ctx, 0, off); err != nil || v != ops*rounds {
+			t.Errorf("%s's word: %d, %v; want %d", who, v, err, ops*rounds)
+		}
+	}
+	if m := (Result{Go: 3, C: 4}).Ratio(); m != 0.75 {
+		t.Errorf("ratio without rounds %v, want Go/C", m)
+	}
+	if m := median([]float64{1, 2, 4, 8}); m != 3 {
+		t.Errorf("median of an even count %v, want 3", m)
 	}
 }
