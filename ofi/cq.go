@@ -83,6 +83,8 @@ type slot struct {
 	state atomic.Int32
 	ch    chan struct{} // cap 1: completion signal for a parked waiter
 	comp  completion
+	flow  *flow // the endpoint's flow limit the op holds cost bytes of, or nil
+	cost  int64
 }
 
 // completion is what the queue reported for one operation.
@@ -248,12 +250,22 @@ func (q *CQ) RemoteData(ctx context.Context) (uint64, error) {
 	}
 }
 
-// allocSlot reserves an operation slot; it returns -1 when all are in flight.
-func (q *CQ) allocSlot() int32 {
+// allocSlot reserves an operation slot for an op that moves cost bytes under the flow limit
+// f (nil: none); it returns -1 when all slots are in flight or f has no room for cost.
+// freeSlot gives the bytes back.
+func (q *CQ) allocSlot(f *flow, cost int64) int32 {
+	if f == nil || cost <= 0 {
+		f, cost = nil, 0
+	} else if !f.take(cost) {
+		return -1
+	}
 	q.slotMu.Lock()
 	defer q.slotMu.Unlock()
 	n := len(q.free)
 	if n == 0 {
+		if f != nil {
+			f.give(cost)
+		}
 		return -1
 	}
 	id := q.free[n-1]
@@ -264,12 +276,18 @@ func (q *CQ) allocSlot() int32 {
 	default:
 	}
 	s.comp = completion{}
+	s.flow, s.cost = f, cost
 	s.state.Store(slotPending)
 	return id
 }
 
 func (q *CQ) freeSlot(id int32) {
-	q.slots[id].state.Store(slotFree)
+	s := &q.slots[id]
+	if s.flow != nil {
+		s.flow.give(s.cost)
+		s.flow = nil
+	}
+	s.state.Store(slotFree)
 	q.slotMu.Lock()
 	q.free = append(q.free, id)
 	q.slotMu.Unlock()

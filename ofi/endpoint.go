@@ -20,6 +20,7 @@ type Endpoint struct {
 	c      *C.struct_fid_ep
 	domain *Domain
 	info   *Info
+	flow   *flow // limit of bytes in flight (sockets), or nil
 	txcq   *CQ
 	rxcq   *CQ
 	av     *AV
@@ -37,7 +38,7 @@ func (d *Domain) NewEndpoint(info *Info) (*Endpoint, error) {
 	if d.isClosed() {
 		return nil, ErrClosed
 	}
-	e := &Endpoint{domain: d, info: info}
+	e := &Endpoint{domain: d, info: info, flow: newFlow(info.Provider())}
 	d.quiet.RLock()
 	rc := C.fi_endpoint(d.c, info.c, &e.c, nil)
 	d.quiet.RUnlock()
@@ -288,7 +289,7 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 				continue
 			}
 			q := e.cqFor(k)
-			id := q.allocSlot()
+			id := q.allocSlot(e.flow, ops[i].wireBytes())
 			if id < 0 {
 				break
 			}
@@ -308,7 +309,7 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 			if busy {
 				return 0, nil // reap first
 			}
-			// Every slot is taken by other callers' operations: help reap them.
+			// Other callers' operations hold every slot (or the flow limit): help reap them.
 			if e.cqFor(ops[from].Kind).poll() == 0 {
 				runtime.Gosched()
 			}

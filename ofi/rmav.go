@@ -8,6 +8,7 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"unsafe"
 )
 
@@ -72,9 +73,11 @@ func (e *Endpoint) rmav(ctx context.Context, write bool, segs []Seg, peer Addr, 
 		kind = OpWrite
 	}
 	for {
-		id := q.allocSlot()
-		if id < 0 {
-			q.poll()
+		id := q.allocSlot(e.flow, int64(total))
+		if id < 0 { // other operations hold every slot or the flow limit: help reap them
+			if q.poll() == 0 {
+				runtime.Gosched()
+			}
 			if ctx.Err() != nil {
 				return ctxErr(ctx)
 			}
