@@ -68,6 +68,10 @@ func socketsBatch(t *testing.T, ep EPType, r int) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
 	go func() { // samples what the endpoint has in flight
 		defer wg.Done()
 		for {
@@ -95,13 +99,9 @@ func socketsBatch(t *testing.T, ep EPType, r int) {
 		err := a.ep.Do(ctx, ops)
 		cancel()
 		if err != nil {
-			close(stop)
-			wg.Wait()
 			t.Fatalf("%v round %d: %v batch: %v", ep, r, kind, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
 	for i := range n {
 		if !bytes.Equal(loc.Bytes()[i*chunk:(i+1)*chunk], rem.Bytes()[(n-1-i)*chunk:(n-i)*chunk]) {
 			t.Fatalf("%v round %d: chunk %d read back differs", ep, r, i)
