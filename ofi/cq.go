@@ -59,6 +59,8 @@ type CQ struct {
 	spinning     atomic.Int32  // goroutines polling the queue in await (before they park)
 	spins        atomic.Uint64 // awaits that began polling the queue, ever
 	standingBy   atomic.Bool   // the progress goroutine keeps the wait fd's gate shut (standBy)
+	longWait     atomic.Bool   // the progress goroutine waits on the fd longer than tickMin
+	fdWaits      atomic.Uint64 // waits of the progress goroutine on the fd that ended, ever
 	orphaned     atomic.Bool   // an endpoint bound to the queue closed: fi_trywait is unsafe now
 	progressOnce sync.Once
 	polled       bool // driven by the domain's poller (no wait fd), set by progressOnce
@@ -441,6 +443,8 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 	}
 	if q.spinning.Add(-1) == 0 && q.parked.Load() > 0 && q.standingBy.Load() {
 		q.waiter.kick() // nobody polls the queue now: its progress goroutine must
+	} else if parking && q.longWait.Load() {
+		q.waiter.kick() // back to the short safety tick while someone waits
 	}
 	for s.state.Load() == slotPending {
 		var err error
@@ -474,11 +478,13 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 
 // progress runs while the queue is open: it drains the queue whenever its wait fd fires (or,
 // without one, on a backoff timer), which also drives providers whose data progress is
-// manual. Edge-triggered: drain until EAGAIN, then fi_trywait before parking again. While
-// goroutines poll the queue in await it stands by instead (standBy).
+// manual. Edge-triggered: drain until EAGAIN, then fi_trywait before parking again (and a
+// safety tick, tickMin to tickMax). While goroutines poll the queue in await it stands by
+// instead (standBy).
 func (q *CQ) progress() {
 	defer close(q.stopped)
-	const tick = 10 * time.Millisecond // safety net against a missed edge
+	tick := tickMin
+	recheck := standbyRecheck
 	idle := time.Duration(0)
 	var spins uint64 // q.spins when the goroutine last looked
 	for {
@@ -491,15 +497,17 @@ func (q *CQ) progress() {
 			s := q.spins.Load()
 			if q.spinning.Load() > 0 || s != spins && q.parked.Load() == 0 {
 				spins = s
-				q.standBy()
+				q.standBy(recheck)
+				recheck = min(2*recheck, standbyRecheckMax)
 				continue
 			}
+			recheck = standbyRecheck
 		}
 		q.mu.Lock()
 		n := q.drainLocked()
 		q.mu.Unlock()
 		if n > 0 {
-			idle = 0
+			idle, tick = 0, tickMin
 			continue
 		}
 		if q.waiter != nil && !q.orphaned.Load() {
@@ -521,9 +529,23 @@ func (q *CQ) progress() {
 				runtime.Gosched()
 				continue
 			}
+			if q.parked.Load() > 0 {
+				tick = tickMin // someone waits: keep the safety net tight
+			}
+			fired := false
+			q.longWait.Store(tick > tickMin)
 			err := q.waiter.openGate()
 			if err == nil {
-				_, err = q.waiter.wait(time.Now().Add(tick), q.stopping)
+				fired, err = q.waiter.wait(time.Now().Add(tick), func() bool {
+					return q.stopping() || tick > tickMin && q.parked.Load() > 0
+				})
+			}
+			q.longWait.Store(false)
+			q.fdWaits.Add(1)
+			if fired {
+				tick = tickMin
+			} else {
+				tick = min(2*tick, tickMax) // a quiet queue: wake less often
 			}
 			if err != nil {
 				if q.stopping() {
@@ -561,19 +583,34 @@ func (q *CQ) progress() {
 // standBy is the progress goroutine's wait while goroutines poll the queue in await. They reap
 // it themselves, so the wait fd's gate is shut: open, it would wake this goroutine (on another
 // CPU, in Go's poller) for every completion they reap. Work they leave behind when they stop
-// waits one or two standbyRecheck periods. It returns after one, at once when a waiter parks
-// with nobody polling (await kicks), or when the queue closes.
-func (q *CQ) standBy() {
+// waits one or two recheck periods. It returns after one, at once when a waiter parks with
+// nobody polling (await kicks), or when the queue closes.
+func (q *CQ) standBy(recheck time.Duration) {
 	q.standingBy.Store(true)
 	if q.waiter.shut() == nil {
-		q.waiter.wait(time.Now().Add(standbyRecheck), q.unattended)
+		q.waiter.wait(time.Now().Add(recheck), q.unattended)
 	}
 	q.standingBy.Store(false)
 }
 
-// standbyRecheck is how often a standing-by progress goroutine looks whether waiters still
-// poll its queue: each look is a wake-up, on another CPU, so not much more often.
-const standbyRecheck = 2 * time.Millisecond
+// A standing-by progress goroutine looks whether waiters still poll its queue after
+// standbyRecheck, and after twice as long each time they still did, up to standbyRecheckMax.
+// Each look is a wake-up on another CPU, which on a 2-core machine delays the waiter or its
+// peer: a queue polled by one goroutine doing operations back to back was looked at 500 times
+// a second at a fixed 2 ms.
+const (
+	standbyRecheck    = 2 * time.Millisecond
+	standbyRecheckMax = 8 * time.Millisecond
+)
+
+// The progress goroutine's wait on the wait fd also ends after tickMin, a safety net against an
+// edge the provider missed, and after twice as long each time it ran out with the queue empty,
+// up to tickMax, unless a waiter is parked (await kicks a long wait): each queue of an idle
+// process woke 100 times a second at a fixed 10 ms, and a process holds a queue per connection.
+const (
+	tickMin = 10 * time.Millisecond
+	tickMax = 160 * time.Millisecond
+)
 
 // unattended reports whether the progress goroutine must serve the queue now: it is closing,
 // or a waiter is parked with no goroutine polling.
