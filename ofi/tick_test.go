@@ -7,14 +7,14 @@ import (
 
 // An idle queue's progress goroutine wakes less and less often: its safety tick doubles from
 // tickMin to tickMax while nothing happens (at a fixed 10 ms, every queue of an idle process
-// woke 100 times a second). Work brings the short tick back.
+// woke 100 times a second).
 func TestIdleQueueTickBacksOff(t *testing.T) {
 	a, b := rdmPair(t, "tcp;ofi_rxm", CapMsg)
 	if !a.cq.WaitFD() {
 		t.Skip("tcp;ofi_rxm queue without a wait fd")
 	}
 	ctx := testCtx(t)
-	// One message each way starts both progress goroutines and leaves the queues empty.
+	// A message from b that a waits for: a's queue has been used, and is empty again.
 	rbuf, sbuf := a.reg(t, 64, AccessLocal), b.reg(t, 64, AccessLocal)
 	recv := Op{Kind: OpRecv, Buf: rbuf.Bytes()[:64], MR: rbuf, Peer: AddrUnspec}
 	rt, err := a.ep.Post(ctx, &recv)
