@@ -61,6 +61,7 @@ type CQ struct {
 	standingBy   atomic.Bool   // the progress goroutine keeps the wait fd's gate shut (standBy)
 	longWait     atomic.Bool   // the progress goroutine waits on the fd longer than tickMin
 	fdWaits      atomic.Uint64 // waits of the progress goroutine on the fd that ended, ever
+	standbys     atomic.Uint64 // standBy waits that ended, ever
 	orphaned     atomic.Bool   // an endpoint bound to the queue closed: fi_trywait is unsafe now
 	progressOnce sync.Once
 	polled       bool // driven by the domain's poller (no wait fd), set by progressOnce
@@ -591,6 +592,7 @@ func (q *CQ) standBy(recheck time.Duration) {
 		q.waiter.wait(time.Now().Add(recheck), q.unattended)
 	}
 	q.standingBy.Store(false)
+	q.standbys.Add(1)
 }
 
 // A standing-by progress goroutine looks whether waiters still poll its queue after

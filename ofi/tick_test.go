@@ -1,6 +1,7 @@
 package ofi
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -39,5 +40,77 @@ func TestIdleQueueTickBacksOff(t *testing.T) {
 	}
 	if woke == 0 {
 		t.Fatalf("no safety tick in %v", quiet)
+	}
+}
+
+// A waiter that parks on a quiet queue brings its progress goroutine back from a long safety
+// tick at once (await kicks it), rather than when the long wait runs out.
+func TestParkedWaiterShortensTick(t *testing.T) {
+	a, _ := rdmPair(t, "tcp;ofi_rxm", CapMsg)
+	if !a.cq.WaitFD() {
+		t.Skip("tcp;ofi_rxm queue without a wait fd")
+	}
+	ctx := testCtx(t)
+	time.Sleep(time.Second) // quiet: the tick has backed off to tickMax
+	// Right after a wait ends, the next one (tickMax long) begins.
+	for w := a.cq.fdWaits.Load(); a.cq.fdWaits.Load() == w; {
+		time.Sleep(100 * time.Microsecond)
+	}
+	before := a.cq.fdWaits.Load()
+	rbuf := a.reg(t, 64, AccessLocal)
+	recv := Op{Kind: OpRecv, Buf: rbuf.Bytes()[:64], MR: rbuf, Peer: AddrUnspec}
+	rt, err := a.ep.Post(ctx, &recv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	waited := make(chan struct{})
+	defer func() {
+		cancel()
+		<-waited
+	}()
+	go func() { // nothing comes: it spins, then parks until wctx ends
+		defer close(waited)
+		a.ep.Wait(wctx, &recv, rt)
+	}()
+	start := time.Now()
+	for a.cq.fdWaits.Load() == before {
+		if time.Since(start) > tickMax/2 {
+			t.Fatalf("the progress goroutine's %v wait went on %v after a waiter parked", tickMax, time.Since(start))
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// While a goroutine keeps polling a queue with operations back to back, its standing-by
+// progress goroutine looks again after 2 ms, then less often, up to every standbyRecheckMax
+// (at a fixed 2 ms, 500 looks a second).
+func TestStandbyRecheckBacksOff(t *testing.T) {
+	a, b := rdmPair(t, "tcp;ofi_rxm", CapRMA)
+	if !a.cq.WaitFD() {
+		t.Skip("tcp;ofi_rxm queue without a wait fd")
+	}
+	ctx := testCtx(t)
+	loc, rem := a.reg(t, 64, AccessLocal), b.reg(t, 64, AccessLocal|AccessRemote)
+	r := rem.Region()
+	op := []Op{{Kind: OpWrite, Buf: loc.Bytes()[:8], MR: loc, Peer: a.peer, RemoteAddr: r.Addr, Key: r.Key}}
+	const busy = 400 * time.Millisecond
+	var before uint64
+	for start := time.Now(); time.Since(start) < busy; {
+		if err := a.ep.Do(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+		if before == 0 && time.Since(start) > 20*time.Millisecond {
+			before = a.cq.standbys.Load() // past the first short rechecks
+		}
+	}
+	looks := a.cq.standbys.Load() - before
+	// Backed off to 8 ms: about 50 looks in 400 ms, against 190 at a fixed 2 ms.
+	const limit = 100
+	if looks > limit {
+		t.Fatalf("the standing-by progress goroutine looked %d times in %v of operations (want at most %d)", looks, busy, limit)
+	}
+	if looks == 0 {
+		t.Fatalf("the progress goroutine never stood by in %v of operations", busy)
 	}
 }
