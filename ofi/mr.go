@@ -23,6 +23,11 @@ type MR struct {
 	domain *Domain
 	buf    []byte
 	access Access
+	// desc and key are fi_mr_desc and fi_mr_key, read once the region is usable (RegMR, or
+	// Enable with FI_MR_ENDPOINT): data-path posts read them per operation, and both are
+	// static inline in libfabric, so each read would be a cgo call of its own.
+	desc uintptr
+	key  uint64
 }
 
 // RegMR registers buf, which must be off-heap memory (see Alloc), for the given access. The
@@ -45,6 +50,7 @@ func (d *Domain) RegMR(buf []byte, access Access) (*MR, error) {
 		err := fiErr("fi_mr_reg", C.ssize_t(rc))
 		return nil, fmt.Errorf("register %d bytes: %w", len(buf), err)
 	}
+	m.load()
 	if err := m.init(&d.node, rankMR, func() error {
 		d.quiet.RLock()
 		defer d.quiet.RUnlock()
@@ -75,14 +81,24 @@ func (m *MR) Enable() error {
 		return ErrClosed
 	}
 	defer m.exit()
-	return fiErr("fi_mr_enable", C.ssize_t(C.fi_mr_enable(m.c)))
+	if err := fiErr("fi_mr_enable", C.ssize_t(C.fi_mr_enable(m.c))); err != nil {
+		return err
+	}
+	m.load() // a provider may assign the key only now
+	return nil
 }
 
-// Key is the remote key peers use.
-func (m *MR) Key() uint64 { return uint64(C.fi_mr_key(m.c)) }
+// load reads the region's descriptor and key from libfabric into m.
+func (m *MR) load() {
+	m.desc = uintptr(C.fi_mr_desc(m.c))
+	m.key = uint64(C.fi_mr_key(m.c))
+}
+
+// Key is the remote key peers use (fi_mr_key).
+func (m *MR) Key() uint64 { return m.key }
 
 // Desc is the local descriptor (fi_mr_desc) passed with local buffers.
-func (m *MR) Desc() uintptr { return uintptr(C.fi_mr_desc(m.c)) }
+func (m *MR) Desc() uintptr { return m.desc }
 
 // Bytes is the registered memory.
 func (m *MR) Bytes() []byte { return m.buf }
