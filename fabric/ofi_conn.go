@@ -56,7 +56,7 @@ func (b *ofiBackend) newConn(info *ofi.Info) (_ *ofiConn, err error) {
 		return nil, err
 	}
 	if c.cq, err = b.dom.OpenCQ(ofi.CQAttr{Size: b.opt.queueDepth + b.opt.recvDepth + sendSlots,
-		Spin: b.opt.spin}); err != nil {
+		Spin: b.opt.spin, Linger: b.opt.linger}); err != nil {
 		return nil, err
 	}
 	if err = c.ep.BindCQ(c.cq, ofi.BindTransmit|ofi.BindRecv); err != nil {

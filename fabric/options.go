@@ -10,6 +10,7 @@ type options struct {
 	recvDepth   int
 	queueDepth  int
 	spin        time.Duration
+	linger      time.Duration
 	dialTimeout time.Duration
 }
 
@@ -30,6 +31,13 @@ func WithQueueDepth(n int) Option { return func(o *options) { o.queueDepth = n }
 // WithSpin sets how long a waiting call polls its completion queue before it parks in Go's
 // poller (default 20µs). Longer is busy polling: lower latency, a core spent.
 func WithSpin(d time.Duration) Option { return func(o *options) { o.spin = d } }
+
+// WithLinger sets how long, on the ofi backend, a connection's progress goroutine keeps
+// polling after a peer's request woke it, and after each request it served in that time
+// (default 100µs; negative: never), so that a peer's back-to-back RMA and atomics find this
+// side awake rather than pay a wake-up each. It costs a core for up to d after the last
+// request. Verbs targets are served by the NIC and need no polling.
+func WithLinger(d time.Duration) Option { return func(o *options) { o.linger = d } }
 
 // WithDialTimeout bounds how long Dial may take, connection and handshake together, whatever
 // its context allows (default 15s; 0 leaves only the context).

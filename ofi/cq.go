@@ -28,6 +28,16 @@ type CQAttr struct {
 	Spin time.Duration
 	// Source reads completions with fi_cq_readfrom, which reports senders' addresses.
 	Source bool
+	// Linger is how long the progress goroutine keeps polling a queue with a wait fd after
+	// the fd woke it (default 100µs; negative: never), and again after every poll that moved a
+	// peer's data, unless an operation is posted on the queue meanwhile (its waiter polls).
+	// A target of RMA and atomics is served only by progress: asleep, each request costs it a
+	// wake-up through Go's poller, which on a small machine takes longer than the request, and
+	// a peer that sends its next request a few µs later than the last finds it asleep again.
+	// Lingering keeps such a target awake between a peer's back-to-back requests, at the cost
+	// of polling a core for up to Linger after the last one. The sockets provider, which
+	// progresses in threads of its own, never lingers.
+	Linger time.Duration
 }
 
 // CQ is a completion queue (fi_cq_open, FI_CQ_FORMAT_TAGGED) with the machinery that turns
@@ -58,6 +68,9 @@ type CQ struct {
 	parked       atomic.Int32  // goroutines parked in await
 	spinning     atomic.Int32  // goroutines polling the queue in await (before they park)
 	spins        atomic.Uint64 // awaits that began polling the queue, ever
+	posts        atomic.Uint64 // slots allocated (operations posted on the queue), ever
+	lingers      atomic.Uint64 // linger windows the progress goroutine opened, ever
+	lingerWork   atomic.Uint64 // polls in those windows that moved a peer's data, ever
 	standingBy   atomic.Bool   // the progress goroutine keeps the wait fd's gate shut (standBy)
 	longWait     atomic.Bool   // the progress goroutine waits on the fd longer than tickMin
 	fdWaits      atomic.Uint64 // waits of the progress goroutine on the fd that ended, ever
@@ -109,6 +122,12 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 	}
 	if attr.Spin == 0 {
 		attr.Spin = 20 * time.Microsecond
+	}
+	if attr.Linger == 0 {
+		attr.Linger = 100 * time.Microsecond
+	}
+	if d.info.Provider() == "sockets" {
+		attr.Linger = -1 // its own threads progress it: polling serves nobody
 	}
 	q := &CQ{domain: d, attr: attr, comps: make([]C.rk_comp, 64), remote: make(chan uint64, attr.Size),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
@@ -273,6 +292,7 @@ func (q *CQ) allocSlot(f *flow, cost int64) int32 {
 	}
 	id := q.free[n-1]
 	q.free = q.free[:n-1]
+	q.posts.Add(1)
 	s := &q.slots[id]
 	select { // a stale signal from an earlier use
 	case <-s.ch:
@@ -488,6 +508,8 @@ func (q *CQ) progress() {
 	recheck := standbyRecheck
 	idle := time.Duration(0)
 	var spins uint64 // q.spins when the goroutine last looked
+	var lingerUntil time.Time
+	var lingerPosts uint64 // q.posts when the linger window opened
 	for {
 		if q.stopping() {
 			return
@@ -510,6 +532,12 @@ func (q *CQ) progress() {
 		if n > 0 {
 			idle, tick = 0, tickMin
 			continue
+		}
+		if !lingerUntil.IsZero() {
+			if q.linger(&lingerUntil, lingerPosts) {
+				continue
+			}
+			lingerUntil = time.Time{}
 		}
 		if q.waiter != nil && !q.orphaned.Load() {
 			// Edge-triggered: the queue is drained; fi_trywait arms the wait object (rxm and
@@ -545,6 +573,10 @@ func (q *CQ) progress() {
 			q.fdWaits.Add(1)
 			if fired {
 				tick = tickMin
+				if q.attr.Linger > 0 {
+					lingerUntil, lingerPosts = time.Now().Add(q.attr.Linger), q.posts.Load()
+					q.lingers.Add(1)
+				}
 			} else {
 				tick = min(2*tick, tickMax) // a quiet queue: wake less often
 			}
@@ -580,6 +612,38 @@ func (q *CQ) progress() {
 		}
 	}
 }
+
+// linger polls the queue for part of its linger window, which ends at *until, and reports
+// whether the window is still open. Polls that moved a peer's data extend the window to
+// attr.Linger from the end of the part. It closes when the time is up, when an operation was posted on the queue since
+// it opened (posts moved off the posts the window opened with: the operation's waiter polls
+// the queue, and a lingering goroutine would only take q.mu from it) or a waiter polls, or
+// when the queue closes. Each poll is a cgo call of at most lingerStep, holding q.mu and the
+// domain's quiet lock shared, so that neither is kept from others for long.
+func (q *CQ) linger(until *time.Time, posts uint64) bool {
+	left := time.Until(*until)
+	if left <= 0 || q.posts.Load() != posts || q.spinning.Load() > 0 || q.stopping() || q.orphaned.Load() {
+		return false
+	}
+	q.mu.Lock()
+	q.domain.quiet.RLock()
+	served := C.rk_linger(q.c, C.int64_t(min(left, lingerStep)), C.int64_t(lingerWork))
+	q.domain.quiet.RUnlock()
+	q.mu.Unlock()
+	if served > 0 {
+		q.lingerWork.Add(uint64(served))
+		*until = time.Now().Add(q.attr.Linger)
+	}
+	return true
+}
+
+// A linger window is polled in cgo calls of at most lingerStep. A poll that takes longer than
+// lingerWork moved data (an idle zero-count fi_cq_read on tcp;ofi_rxm is one epoll_wait, about
+// a µs on a VM; serving a request receives and sends).
+const (
+	lingerStep = 20 * time.Microsecond
+	lingerWork = 3 * time.Microsecond
+)
 
 // standBy is the progress goroutine's wait while goroutines poll the queue in await. They reap
 // it themselves, so the wait fd's gate is shut: open, it would wake this goroutine (on another

@@ -275,6 +275,31 @@ static inline int rk_spin(struct fid_cq **cqs, int n, struct fid_cntr *cntr, uin
 	return 0;
 }
 
+static inline int64_t rk_now_ns(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// rk_linger drives cq's progress with zero-count fi_cq_read (a util-based queue progresses its
+// endpoints on every read and reports waiting entries without consuming them) for ns
+// nanoseconds. It returns -1 as soon as the queue holds entries (or reports an error), else the
+// number of reads that took longer than work_ns (each moved a peer's data: served a request).
+static inline int rk_linger(struct fid_cq *cq, int64_t ns, int64_t work_ns) {
+	int64_t prev = rk_now_ns(), end = prev + ns;
+	int work = 0;
+	for (;;) {
+		if (fi_cq_read(cq, NULL, 0) != -FI_EAGAIN)
+			return -1;
+		int64_t now = rk_now_ns();
+		if (now - prev > work_ns)
+			work++;
+		if (now >= end)
+			return work;
+		prev = now;
+	}
+}
+
 // rk_cancel cancels the operation posted with context ctx (receives; others finish anyway).
 static inline int rk_cancel(struct fid_ep *ep, uint64_t ctx) {
 	return (int)fi_cancel(&ep->fid, (void *)(uintptr_t)ctx);

@@ -24,7 +24,7 @@ func init() {
 }
 
 const shmemUsage = `usage:
-  rdmakit shmem serve -members ADDR,ADDR,... -self I [-name N] [-size BYTES] [-adds N -claims N]
+  rdmakit shmem serve -members ADDR,ADDR,... -self I [-name N] [-size BYTES] [-adds N -claims N] [-linger D]
   rdmakit shmem bench [-transport ofi+tcp|ofi+sockets|ofi+shm] [-nodes N] [-depth D] [-ops N] [-spin D] [-local]`
 
 // The words the serve workload (and the demo) use, all in member 0's portion.
@@ -69,6 +69,7 @@ func shmemServe(args []string) int {
 	joinTimeout := fs.Duration("join-timeout", time.Minute, "how long to wait for every member")
 	adds := fs.Int("adds", 0, "workload: fetch-adds per worker on member 0's counter (then exit)")
 	claims := fs.Int("claims", 0, "workload: IDs per worker to claim from member 0's bitmap (then exit)")
+	linger := fs.Duration("linger", 0, "how long to keep polling after serving a peer, before sleeping (0: the fabric's default; negative: never)")
 	if fs.Parse(args) != nil || *members == "" {
 		fmt.Fprintln(os.Stderr, shmemUsage)
 		return 2
@@ -76,8 +77,12 @@ func shmemServe(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	jctx, cancel := context.WithTimeout(ctx, *joinTimeout)
+	var opts []fabric.Option
+	if *linger != 0 {
+		opts = append(opts, fabric.WithLinger(*linger))
+	}
 	s, err := shmem.Join(jctx, shmem.Config{Name: *name, Members: strings.Split(*members, ","), Self: *self,
-		PortionSize: *size})
+		PortionSize: *size, FabricOptions: opts})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rdmakit shmem serve:", err)

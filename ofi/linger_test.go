@@ -1,0 +1,84 @@
+package ofi
+
+import (
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A target of back-to-back atomics stays awake between them: after a request wakes its
+// progress goroutine through the wait fd, the goroutine keeps polling (lingers) and serves the
+// following requests itself, and it goes back to waiting on the fd once they stop. Without
+// the linger every request is a wake-up through Go's poller.
+func TestLingerServesBackToBack(t *testing.T) {
+	target, init := rdmPair(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic)
+	if !target.cq.WaitFD() {
+		t.Skip("tcp;ofi_rxm queue without a wait fd")
+	}
+	ctx := testCtx(t)
+	rem := target.reg(t, 4096, AccessLocal|AccessRemote)
+	r := rem.Region()
+	// The first request wakes the target (fd); the gaps between the next ones are shorter
+	// than its linger window, so it is still polling when they come.
+	const n = 200
+	wakes := target.cq.fdWaits.Load()
+	for i := range n {
+		if _, err := init.ep.FetchAtomic(ctx, OpSum, Uint64, init.peer, r.Addr, r.Key, 1); err != nil {
+			t.Fatalf("fetch-add %d: %v", i, err)
+		}
+		for until := time.Now().Add(10 * time.Microsecond); time.Now().Before(until); {
+		}
+	}
+	wakes = target.cq.fdWaits.Load() - wakes
+	t.Logf("%d requests: %d wake-ups, %d linger windows, %d polls that served", n, wakes, target.cq.lingers.Load(), target.cq.lingerWork.Load())
+	if got := getWord(rem.Bytes()[:8], Uint64); got != n {
+		t.Fatalf("word is %d after %d fetch-adds", got, n)
+	}
+	if target.cq.lingerWork.Load() == 0 {
+		t.Fatalf("the target's progress goroutine served no request while lingering (%d windows)",
+			target.cq.lingers.Load())
+	}
+	// Without lingering: about one wake-up per request.
+	if wakes > 2*n/3 {
+		t.Fatalf("%d requests woke the target's progress goroutine %d times (want at most %d)", n, wakes, 2*n/3)
+	}
+	// Then it stops polling: over a quiet stretch the process uses a few ms of CPU (a
+	// goroutine still polling takes most of a core).
+	time.Sleep(10 * time.Millisecond)
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	c0, w0 := cpu(), time.Now()
+	time.Sleep(200 * time.Millisecond)
+	if used, wall := cpu()-c0, time.Since(w0); used > wall/10 {
+		t.Fatalf("the process used %v of CPU in %v of quiet after the requests: still polling", used, wall)
+	}
+}
+
+// A linger window closes as soon as an operation is posted on the queue (its waiter polls the
+// queue, and the lingering goroutine would only take the queue's lock from it), when its time
+// is up, and on a queue whose linger is off.
+func TestLingerYields(t *testing.T) {
+	a, _ := rdmPair(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic)
+	q := a.cq
+	until := time.Now().Add(time.Second)
+	if !q.linger(&until, q.posts.Load()) {
+		t.Fatal("an open window on a quiet queue closed")
+	}
+	until = time.Now().Add(time.Second)
+	if q.linger(&until, q.posts.Load()-1) {
+		t.Fatal("a window stayed open after an operation was posted on the queue")
+	}
+	until = time.Now().Add(-time.Microsecond)
+	if q.linger(&until, q.posts.Load()) {
+		t.Fatal("a window stayed open past its end")
+	}
+	off, _ := rdmPairCQ(t, "tcp;ofi_rxm", CapMsg, CQAttr{Linger: -1})
+	if off.cq.attr.Linger > 0 {
+		t.Fatalf("Linger -1 gives a window of %v", off.cq.attr.Linger)
+	}
+}
