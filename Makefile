@@ -37,9 +37,10 @@ test: vet test-host test-cgocheck test-lab
 test-host: deps
 	$(GO) test -race $(TESTFLAGS) $(PKGS)
 
-# cgo pointer rules checked at run time (GOEXPERIMENT=cgocheck2) on the cgo-heavy packages.
+# cgo pointer rules checked at run time (GOEXPERIMENT=cgocheck2) on the cgo-heavy packages,
+# without the race detector (which also lets allocation counts be tested).
 test-cgocheck: deps
-	GOEXPERIMENT=cgocheck2 $(GO) test $(TESTFLAGS) ./ofi/ ./fabric/... ./bench/ ./internal/...
+	GOEXPERIMENT=cgocheck2 $(GO) test $(TESTFLAGS) ./ofi/ ./fabric/... ./bench/ ./internal/... ./shmem/
 
 # Lab: the lab's own VM tests on the host, then test binaries inside a qemu VM with kernel rxe
 # (one VM per package); there a missing RDMA device fails the test instead of skipping it.

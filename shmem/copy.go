@@ -34,8 +34,8 @@ func (s *Segment) Refresh(ctx context.Context, node int, off uint64, n int) erro
 	if s.isClosed() {
 		return ErrClosed
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
+	ctx, lz := s.opCtx(ctx)
+	defer lz.release()
 	l, err := m.get(ctx)
 	if err != nil {
 		return err

@@ -24,14 +24,15 @@ type armedCtx struct {
 	cancel context.CancelFunc
 }
 
-// withLazyDeadline gives ctx a deadline limit from now if it has none (then release does
-// nothing). Call release when the operations are over.
-func withLazyDeadline(ctx context.Context, limit time.Duration) (context.Context, func()) {
+// withLazyDeadline gives ctx a deadline limit from now if it has none, and returns the
+// wrapper (nil when ctx already has a deadline): call its release, which is nil-safe, when the
+// operations are over. (Not a release func: a method value is one more allocation per op.)
+func withLazyDeadline(ctx context.Context, limit time.Duration) (context.Context, *lazyDeadline) {
 	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
+		return ctx, nil
 	}
 	c := &lazyDeadline{parent: ctx, deadline: time.Now().Add(limit)}
-	return c, c.release
+	return c, c
 }
 
 func (c *lazyDeadline) arm() *armedCtx {
@@ -43,6 +44,9 @@ func (c *lazyDeadline) arm() *armedCtx {
 }
 
 func (c *lazyDeadline) release() {
+	if c == nil {
+		return
+	}
 	if a := c.armed.Load(); a != nil {
 		a.cancel()
 	}

@@ -11,14 +11,14 @@ func TestLazyDeadline(t *testing.T) {
 	// A context with a deadline is used as it is.
 	parent, cancelParent := context.WithTimeout(context.Background(), time.Minute)
 	defer cancelParent()
-	if got, release := withLazyDeadline(parent, time.Millisecond); got != parent {
+	if got, lz := withLazyDeadline(parent, time.Millisecond); got != parent || lz != nil {
 		t.Fatal("a context with a deadline was wrapped")
 	} else {
-		release()
+		lz.release() // nil: nothing to release
 	}
 
 	// Before anything asks for Done, Err follows the clock.
-	ctx, release := withLazyDeadline(context.Background(), 20*time.Millisecond)
+	ctx, lz := withLazyDeadline(context.Background(), 20*time.Millisecond)
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > 20*time.Millisecond {
 		t.Fatalf("deadline %v %v", d, ok)
 	}
@@ -32,10 +32,10 @@ func TestLazyDeadline(t *testing.T) {
 		t.Fatalf("after the deadline: %v", ctx.Err())
 	}
 	<-ctx.Done() // armed late: closes at once
-	release()
+	lz.release()
 
 	// Armed early, Done closes at the deadline.
-	ctx, release = withLazyDeadline(context.Background(), 20*time.Millisecond)
+	ctx, lz = withLazyDeadline(context.Background(), 20*time.Millisecond)
 	select {
 	case <-ctx.Done():
 	case <-time.After(time.Minute):
@@ -44,12 +44,12 @@ func TestLazyDeadline(t *testing.T) {
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatalf("after Done: %v", ctx.Err())
 	}
-	release()
+	lz.release()
 
 	// The parent's cancellation shows before and after arming.
 	p2, cancel2 := context.WithCancel(context.WithValue(context.Background(), "k", "v"))
-	ctx, release = withLazyDeadline(p2, time.Minute)
-	defer release()
+	ctx, lz = withLazyDeadline(p2, time.Minute)
+	defer lz.release()
 	if ctx.Value("k") != "v" {
 		t.Error("value of the parent lost")
 	}

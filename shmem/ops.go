@@ -3,6 +3,7 @@ package shmem
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -37,7 +38,8 @@ type spec struct {
 	apply  func(word, value, arg uint64) uint64
 }
 
-var specs = map[OpKind]spec{
+// specs is indexed by OpKind (an array: a map lookup per operation showed in profiles).
+var specs = [numOpKinds]spec{
 	OpLoad:        {"load", fabric.AtomicRead, func(w, v, a uint64) uint64 { return w }},
 	OpStore:       {"store", fabric.Swap, func(w, v, a uint64) uint64 { return v }},
 	OpAdd:         {"fetch-add", fabric.FetchAdd, func(w, v, a uint64) uint64 { return w + v }},
@@ -56,10 +58,13 @@ func casApply(w, v, a uint64) uint64 {
 	return w
 }
 
+// known reports whether k is one of the operations.
+func (k OpKind) known() bool { return k > 0 && k < numOpKinds }
+
 // String is the operation's name.
 func (k OpKind) String() string {
-	if sp, ok := specs[k]; ok {
-		return sp.name
+	if k.known() {
+		return specs[k].name
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -102,8 +107,9 @@ func (m *member) copyWord(off uint64) *uint64 {
 	return (*uint64)(unsafe.Pointer(&m.copy.Bytes()[off]))
 }
 
-// opCtx gives ctx a deadline OpTimeout from now if it has none.
-func (s *Segment) opCtx(ctx context.Context) (context.Context, func()) {
+// opCtx gives ctx a deadline OpTimeout from now if it has none; release the wrapper (nil-safe)
+// when done.
+func (s *Segment) opCtx(ctx context.Context) (context.Context, *lazyDeadline) {
 	return withLazyDeadline(ctx, s.cfg.OpTimeout)
 }
 
@@ -130,11 +136,17 @@ func (s *Segment) Do(ctx context.Context, ops []Op) error {
 	if one {
 		return s.doOne(ctx, ops)
 	}
+	return s.doMany(ctx, ops)
+}
+
+// doMany is Do for ops on several nodes. (A function of its own: the goroutines' closures
+// would move Do's arguments to the heap on the one-node path too.)
+func (s *Segment) doMany(ctx context.Context, ops []Op) error {
 	if err := s.validate(ops); err != nil {
 		return err
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
+	ctx, lz := s.opCtx(ctx)
+	defer lz.release()
 	byNode := map[int][]int{}
 	for i := range ops {
 		byNode[ops[i].Node] = append(byNode[ops[i].Node], i)
@@ -161,8 +173,8 @@ func (s *Segment) doOne(ctx context.Context, ops []Op) error {
 	if err := s.validate(ops); err != nil {
 		return err
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
+	ctx, lz := s.opCtx(ctx)
+	defer lz.release()
 	return s.doNode(ctx, s.members[ops[0].Node], ops, nil)
 }
 
@@ -174,7 +186,7 @@ func (s *Segment) validate(ops []Op) error {
 	for i := range ops {
 		op := &ops[i]
 		op.Result, op.Err = 0, nil
-		if _, ok := specs[op.Kind]; !ok {
+		if !op.Kind.known() {
 			return opErr(len(ops), i, fmt.Errorf("%w: unknown op kind %d", fabric.ErrInvalid, op.Kind))
 		}
 		if _, err := s.check(op.Node, op.Off); err != nil {
@@ -190,6 +202,9 @@ func opErr(n, i int, err error) error {
 	}
 	return err
 }
+
+// oneOp holds the fabric op of single-op doNode calls.
+var oneOp = sync.Pool{New: func() any { return new([1]fabric.Op) }}
 
 // doNode runs the ops at idx (all of ops when idx is nil), all on member m.
 func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) error {
@@ -212,12 +227,18 @@ func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) er
 		return err
 	}
 	caps := l.c.Caps().Atomics &^ s.without
-	var small [1]fabric.Op
 	var smallIdx [1]int
-	fops, fidx := small[:0], smallIdx[:0]
+	var fops []fabric.Op
+	fidx := smallIdx[:0]
 	var loops []int
-	if len(ops) > 1 {
-		fops, fidx = make([]fabric.Op, 0, len(ops)), make([]int, 0, len(ops))
+	var pooled *[1]fabric.Op
+	if len(idx) > 1 {
+		fops, fidx = make([]fabric.Op, 0, len(idx)), make([]int, 0, len(idx))
+	} else {
+		// Ops handed to Conn.Do escape (an interface call), so a one-op array would be an
+		// allocation per operation: reuse one.
+		pooled = oneOp.Get().(*[1]fabric.Op)
+		fops = pooled[:0]
 	}
 	for _, i := range idx {
 		op := &ops[i]
@@ -262,6 +283,10 @@ func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) er
 			}
 			atomic.StoreUint64(m.copyWord(op.Off), specs[op.Kind].apply(op.Result, op.Value, op.Arg))
 		}
+	}
+	if pooled != nil {
+		*pooled = [1]fabric.Op{}
+		oneOp.Put(pooled)
 	}
 	for _, i := range loops {
 		if first != nil {

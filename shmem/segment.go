@@ -155,8 +155,7 @@ func (s *Segment) Caps() fabric.Caps { return s.f.Caps() }
 // Native reports whether op runs as a single native fabric atomic on this transport; if not,
 // it runs as a compare-and-swap loop (lock-free, but several round trips under contention).
 func (s *Segment) Native(k OpKind) bool {
-	sp, ok := specs[k]
-	return ok && (s.f.Caps().Atomics &^ s.without).Has(sp.atomic)
+	return k.known() && (s.f.Caps().Atomics &^ s.without).Has(specs[k].atomic)
 }
 
 // Portion is this member's own portion. Its words are changed by other members' atomics at any
