@@ -615,11 +615,12 @@ func (q *CQ) progress() {
 
 // linger polls the queue for part of its linger window, which ends at *until, and reports
 // whether the window is still open. Polls that moved a peer's data extend the window to
-// attr.Linger from the end of the part. It closes when the time is up, when an operation was posted on the queue since
-// it opened (posts moved off the posts the window opened with: the operation's waiter polls
-// the queue, and a lingering goroutine would only take q.mu from it) or a waiter polls, or
-// when the queue closes. Each poll is a cgo call of at most lingerStep, holding q.mu and the
-// domain's quiet lock shared, so that neither is kept from others for long.
+// attr.Linger from the end of the part. The window closes when its time is up, when an
+// operation was posted on the queue since it opened (posts moved off the posts it opened
+// with: that operation's waiter polls the queue, and a lingering goroutine would only take
+// q.mu from it) or a waiter polls, or when the queue closes. Each part is one cgo call of at
+// most lingerStep holding q.mu and the domain's quiet lock (shared), so that neither is kept
+// from others for long.
 func (q *CQ) linger(until *time.Time, posts uint64) bool {
 	left := time.Until(*until)
 	if left <= 0 || q.posts.Load() != posts || q.spinning.Load() > 0 || q.stopping() || q.orphaned.Load() {

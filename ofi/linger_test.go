@@ -30,7 +30,8 @@ func TestLingerServesBackToBack(t *testing.T) {
 		}
 	}
 	wakes = target.cq.fdWaits.Load() - wakes
-	t.Logf("%d requests: %d wake-ups, %d linger windows, %d polls that served", n, wakes, target.cq.lingers.Load(), target.cq.lingerWork.Load())
+	t.Logf("%d requests: %d wake-ups, %d linger windows, %d polls that served", n, wakes,
+		target.cq.lingers.Load(), target.cq.lingerWork.Load())
 	if got := getWord(rem.Bytes()[:8], Uint64); got != n {
 		t.Fatalf("word is %d after %d fetch-adds", got, n)
 	}
