@@ -2,6 +2,7 @@ package shmem_test
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -147,8 +148,15 @@ func TestOneOpAllocs(t *testing.T) {
 		}
 	}
 	do() // connect
-	// Background goroutines (queues' progress) allocate now and then too: hence the margin.
-	if n := testing.AllocsPerRun(500, do); n > 0.5 {
-		t.Fatalf("%.2f allocations per operation", n)
+	// AllocsPerRun counts the whole process's allocations, and the queues' progress goroutines
+	// allocate when they wake, more often on a loaded machine (operations then park): the
+	// fewest of several batches is the operation's own count.
+	least := math.Inf(1)
+	for range 10 {
+		least = min(least, testing.AllocsPerRun(100, do))
+		if least == 0 {
+			return
+		}
 	}
+	t.Fatalf("%.2f allocations per operation at best in 10 batches", least)
 }
