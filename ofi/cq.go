@@ -35,8 +35,9 @@ type CQAttr struct {
 	// wake-up through Go's poller, which on a small machine takes longer than the request, and
 	// a peer that sends its next request a few µs later than the last finds it asleep again.
 	// Lingering keeps such a target awake between a peer's back-to-back requests, at the cost
-	// of polling a core for up to Linger after the last one. The sockets provider, which
-	// progresses in threads of its own, never lingers.
+	// of polling a core for up to Linger after the last one. A provider with automatic data
+	// progress (FI_PROGRESS_AUTO: sockets), which progresses in threads of its own, never
+	// lingers.
 	Linger time.Duration
 }
 
@@ -70,7 +71,7 @@ type CQ struct {
 	spins        atomic.Uint64 // awaits that began polling the queue, ever
 	posts        atomic.Uint64 // slots allocated (operations posted on the queue), ever
 	lingers      atomic.Uint64 // linger windows the progress goroutine opened, ever
-	lingerWork   atomic.Uint64 // polls in those windows that moved a peer's data, ever
+	lingerServed atomic.Uint64 // polls in those windows that moved a peer's data, ever
 	standingBy   atomic.Bool   // the progress goroutine keeps the wait fd's gate shut (standBy)
 	longWait     atomic.Bool   // the progress goroutine waits on the fd longer than tickMin
 	fdWaits      atomic.Uint64 // waits of the progress goroutine on the fd that ended, ever
@@ -126,8 +127,8 @@ func (d *Domain) OpenCQ(attr CQAttr) (*CQ, error) {
 	if attr.Linger == 0 {
 		attr.Linger = 100 * time.Microsecond
 	}
-	if d.info.Provider() == "sockets" {
-		attr.Linger = -1 // its own threads progress it: polling serves nobody
+	if d.info.DataProgress() == ProgressAuto {
+		attr.Linger = -1 // the provider's own threads progress it (sockets): polling serves nobody
 	}
 	q := &CQ{domain: d, attr: attr, comps: make([]C.rk_comp, 64), remote: make(chan uint64, attr.Size),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
@@ -632,7 +633,7 @@ func (q *CQ) linger(until *time.Time, posts uint64) bool {
 	q.domain.quiet.RUnlock()
 	q.mu.Unlock()
 	if served > 0 {
-		q.lingerWork.Add(uint64(served))
+		q.lingerServed.Add(uint64(served))
 		*until = time.Now().Add(q.attr.Linger)
 	}
 	return true

@@ -31,11 +31,11 @@ func TestLingerServesBackToBack(t *testing.T) {
 	}
 	wakes = target.cq.fdWaits.Load() - wakes
 	t.Logf("%d requests: %d wake-ups, %d linger windows, %d polls that served", n, wakes,
-		target.cq.lingers.Load(), target.cq.lingerWork.Load())
+		target.cq.lingers.Load(), target.cq.lingerServed.Load())
 	if got := getWord(rem.Bytes()[:8], Uint64); got != n {
 		t.Fatalf("word is %d after %d fetch-adds", got, n)
 	}
-	if target.cq.lingerWork.Load() == 0 {
+	if target.cq.lingerServed.Load() == 0 {
 		t.Fatalf("the target's progress goroutine served no request while lingering (%d windows)",
 			target.cq.lingers.Load())
 	}
@@ -62,7 +62,7 @@ func TestLingerServesBackToBack(t *testing.T) {
 
 // A linger window closes as soon as an operation is posted on the queue (its waiter polls the
 // queue, and the lingering goroutine would only take the queue's lock from it), when its time
-// is up, and on a queue whose linger is off.
+// is up; and a queue whose linger is off, or whose provider progresses data itself, has none.
 func TestLingerYields(t *testing.T) {
 	a, _ := rdmPair(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic)
 	q := a.cq
@@ -81,5 +81,10 @@ func TestLingerYields(t *testing.T) {
 	off, _ := rdmPairCQ(t, "tcp;ofi_rxm", CapMsg, CQAttr{Linger: -1})
 	if off.cq.attr.Linger > 0 {
 		t.Fatalf("Linger -1 gives a window of %v", off.cq.attr.Linger)
+	}
+	// sockets progresses data in threads of its own (FI_PROGRESS_AUTO): no window.
+	auto, _ := rdmPair(t, "sockets", CapMsg)
+	if auto.info.DataProgress() != ProgressAuto || auto.cq.attr.Linger > 0 {
+		t.Fatalf("sockets (data progress %v) lingers %v", auto.info.DataProgress(), auto.cq.attr.Linger)
 	}
 }
