@@ -139,3 +139,33 @@ func TestRunRounds(t *testing.T) {
 		t.Errorf("median of an even count %v, want 3", m)
 	}
 }
+
+// TestCRefWarmUp checks that the C loop reaches the target before its clock starts: a
+// compare-and-swap loop one in flight against a word already holding a value swaps on every
+// operation, since the warm-up read the word (a loop that starts cold expects 0 and misses once).
+// The same round trip sets up rxm's connection, which a timed loop would otherwise pay for.
+func TestCRefWarmUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := NewCluster(ctx, "ofi+tcp", 2, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const off, start, ops = 256, 1000, 50
+	if _, err := c.Segs[1].Store(ctx, 0, off, start); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.local().Descriptor(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: off, Kind: cref.CompareSwap, Depth: 1,
+		Ops: ops, Threads: 1})
+	if err != nil || n != ops {
+		t.Fatalf("C loop: %d operations, %v", n, err)
+	}
+	if v, err := c.Segs[1].Load(ctx, 0, off); err != nil || v != start+ops {
+		t.Errorf("word after %d compare-and-swaps from %d: %d, %v; want %d", ops, start, v, err, start+ops)
+	}
+}
