@@ -577,6 +577,10 @@ func (q *CQ) progress() {
 				if q.attr.Linger > 0 {
 					lingerUntil, lingerPosts = time.Now().Add(q.attr.Linger), q.posts.Load()
 					q.lingers.Add(1)
+					// The goroutine polls through the window: with the gate open, each
+					// request arriving meanwhile would also wake a thread in Go's poller.
+					// It opens again before the next wait.
+					q.waiter.shut()
 				}
 			} else {
 				tick = min(2*tick, tickMax) // a quiet queue: wake less often

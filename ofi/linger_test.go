@@ -1,9 +1,14 @@
 package ofi
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A target of back-to-back atomics stays awake between them: after a request wakes its
@@ -87,4 +92,84 @@ func TestLingerYields(t *testing.T) {
 	if auto.info.DataProgress() != ProgressAuto || auto.cq.attr.Linger > 0 {
 		t.Fatalf("sockets (data progress %v) lingers %v", auto.info.DataProgress(), auto.cq.attr.Linger)
 	}
+}
+
+// While a queue's progress goroutine lingers it polls the queue itself, so the wait fd's gate
+// is shut: requests served in the window wake no thread in Go's poller (with the gate open,
+// each was an event for the poller, on a 2-core machine a wake-up on the initiator's CPU).
+// The gate opens again before the goroutine goes back to waiting on the fd.
+func TestLingerShutsGate(t *testing.T) {
+	fetchAdds := func(t *testing.T, attr CQAttr, n int) (*side, *MR) {
+		target, init := rdmPairCQ(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic, attr)
+		if !target.cq.WaitFD() {
+			t.Skip("tcp;ofi_rxm queue without a wait fd")
+		}
+		waitGateOpen(t, target.cq)
+		rem := target.reg(t, 4096, AccessLocal|AccessRemote)
+		r := rem.Region()
+		for range n { // the first wakes the target through the fd and opens its window
+			if _, err := init.ep.FetchAtomic(testCtx(t), OpSum, Uint64, init.peer, r.Addr, r.Key, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := getWord(rem.Bytes()[:8], Uint64); got != uint64(n) {
+			t.Fatalf("word is %d after %d fetch-adds", got, n)
+		}
+		return target, rem
+	}
+	t.Run("shut", func(t *testing.T) {
+		// A window long enough to be open still when the requests are over.
+		target, _ := fetchAdds(t, CQAttr{Linger: 20 * time.Millisecond}, 20)
+		last := time.Now()
+		var evs [1]unix.EpollEvent
+		n, err := unix.EpollWait(target.cq.waiter.ep, evs[:], 0)
+		m := gateMask(t, target.cq.waiter.ep)
+		if since := time.Since(last); target.cq.lingers.Load() == 0 || since > 15*time.Millisecond {
+			t.Skipf("no linger window open for the check (%d windows, %v after the last request)",
+				target.cq.lingers.Load(), since)
+		}
+		if err != nil || n != 0 || m&unix.EPOLLIN != 0 {
+			t.Fatalf("while the progress goroutine lingered the gate had mask %#x and passed %d events (%v)", m, n, err)
+		}
+	})
+	t.Run("reopens", func(t *testing.T) {
+		// The default window (100 µs) ends soon after the last request.
+		target, _ := fetchAdds(t, CQAttr{}, 20)
+		waitGateOpen(t, target.cq)
+		if target.cq.lingers.Load() == 0 {
+			t.Fatal("the requests opened no linger window")
+		}
+	})
+}
+
+// waitGateOpen waits until q's progress goroutine has the wait fd's gate open (it waits on the
+// fd), for at most 5 s.
+func waitGateOpen(t *testing.T, q *CQ) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for gateMask(t, q.waiter.ep)&gateEvents != gateEvents {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gate stayed shut (mask %#x; %d linger windows)", gateMask(t, q.waiter.ep), q.lingers.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// gateMask reads the event mask of the one fd in epoll set ep from /proc/self/fdinfo (the
+// kernel adds EPOLLERR and EPOLLHUP to every mask).
+func gateMask(t *testing.T, ep int) uint32 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", ep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var fd int
+		var mask uint32
+		if n, _ := fmt.Sscanf(line, "tfd: %d events: %x", &fd, &mask); n == 2 {
+			return mask
+		}
+	}
+	t.Fatalf("no fd in epoll set %d:\n%s", ep, b)
+	return 0
 }
