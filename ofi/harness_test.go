@@ -19,6 +19,9 @@ type side struct {
 	eq   *EQ
 	peer Addr   // the other side (RDM), AddrUnspec for MSG
 	cqa  CQAttr // the queue's attributes (Size 256 if zero)
+	// bufs are the side's registered buffers (reg), unmapped once its fabric is closed: a
+	// provider with threads of its own (sockets) may still write into one until then.
+	bufs []*Buffer
 }
 
 func testCtx(t testing.TB) context.Context {
@@ -45,7 +48,12 @@ func openSide(t testing.TB, node, service string, h *Hints) *side {
 	if s.fab, err = OpenFabric(s.info); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.fab.Close() })
+	t.Cleanup(func() {
+		s.fab.Close()
+		for _, b := range s.bufs {
+			b.Free()
+		}
+	})
 	if s.dom, err = s.fab.OpenDomain(s.info); err != nil {
 		t.Fatal(err)
 	}
@@ -199,19 +207,19 @@ func itoa(n int) string {
 	return string(b)
 }
 
-// reg allocates and registers n bytes on s.
+// reg allocates and registers n bytes on s; both live until s's fabric closes.
 func (s *side) reg(t testing.TB, n int, acc Access) *MR {
 	t.Helper()
 	buf, err := Alloc(n)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.bufs = append(s.bufs, buf)
 	mr, err := s.dom.RegMR(buf.Bytes(), acc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { mr.Close(); buf.Free() })
-	return mr
+	return mr // closed with the fabric
 }
 
 // testPipe makes a non-blocking pipe, closed when the test ends: a stand-in for a wait fd.
