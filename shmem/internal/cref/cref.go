@@ -21,7 +21,7 @@ package cref
 #include <rdma/fi_errno.h>
 #include <rdma/fi_eq.h>
 
-enum { CREF_FADD = 1, CREF_CSWAP = 2, CREF_MSWAP = 3 };
+enum { CREF_WARM = 0, CREF_FADD = 1, CREF_CSWAP = 2, CREF_MSWAP = 3 };
 
 typedef struct {
 	const char *prov, *node, *service;
@@ -75,40 +75,7 @@ static int cref_stalled(const cref_job *j, struct timespec *since) {
 	return (int64_t)(now.tv_sec - since->tv_sec) * 1000000000 + (now.tv_nsec - since->tv_nsec) > j->stall_ns;
 }
 
-// cref_warm makes one fetch-add of 0 on the targeted word and waits for it, so that the
-// connection rxm makes on a peer's first operation (milliseconds: the target accepts it in its
-// own time) is set up before the clock starts, as the Go path's is; it also reads the word's
-// value for compare-and-swap.
-static int cref_warm(cref_job *j) {
-	uint64_t *operand = j->buf, *result = j->buf + 2 * j->depth;
-	void *desc = fi_mr_desc(j->mr);
-	struct fi_cq_entry ent[4];
-	struct timespec since = {0, 0};
-	operand[0] = 0;
-	for (int idle = 0;;) {
-		ssize_t rc = fi_fetch_atomic(j->ep, &operand[0], 1, desc, &result[0], desc, j->peer, j->raddr,
-					     j->key, FI_UINT64, FI_SUM, NULL);
-		if (rc == 0)
-			break;
-		if (rc != -FI_EAGAIN) return cref_fail(j, "warm-up post", rc);
-		fi_cq_read(j->cq, ent, 0);
-		if (++idle % 4096 == 0 && cref_stalled(j, &since)) return cref_fail(j, "warm-up post", -FI_ETIMEDOUT);
-	}
-	for (int idle = 0;;) {
-		ssize_t rc = fi_cq_read(j->cq, ent, 4);
-		if (rc > 0)
-			break;
-		if (rc == -FI_EAVAIL) {
-			struct fi_cq_err_entry e; memset(&e, 0, sizeof e);
-			fi_cq_readerr(j->cq, &e, 0);
-			return cref_fail(j, "warm-up", e.err);
-		}
-		if (rc != -FI_EAGAIN) return cref_fail(j, "warm-up fi_cq_read", rc);
-		if (++idle % 4096 == 0 && cref_stalled(j, &since)) return cref_fail(j, "warm-up", -FI_ETIMEDOUT);
-	}
-	j->cur = result[0];
-	return 0;
-}
+static int cref_warm(cref_job *j);
 
 static int cref_setup(cref_job *j) {
 	struct fi_info *hints = fi_allocinfo();
@@ -138,13 +105,15 @@ static int cref_setup(cref_job *j) {
 	return cref_warm(j);
 }
 
-static ssize_t cref_post(cref_job *j, int i, uint64_t cur, uint64_t seq) {
+// cref_post posts operation i of a batch: kind is the job's, or CREF_WARM for a fetch-add of 0.
+static ssize_t cref_post(cref_job *j, int kind, int i, uint64_t cur, uint64_t seq) {
 	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
 	void *desc = fi_mr_desc(j->mr);
 	void *ctx = (void *)(uintptr_t)(i + 1);
-	switch (j->kind) {
+	switch (kind) {
+	case CREF_WARM:
 	case CREF_FADD:
-		operand[i] = 1;
+		operand[i] = kind == CREF_FADD;
 		return fi_fetch_atomic(j->ep, &operand[i], 1, desc, &result[i], desc, j->peer, j->raddr, j->key,
 				       FI_UINT64, FI_SUM, ctx);
 	case CREF_CSWAP:
@@ -160,43 +129,69 @@ static ssize_t cref_post(cref_job *j, int i, uint64_t cur, uint64_t seq) {
 	}
 }
 
+// cref_post_retry posts like cref_post, progressing the queue while it is full (FI_EAGAIN). It
+// returns 0, or -1 with the job failed (a post error, or the stall limit passed since *since).
+static int cref_post_retry(cref_job *j, int kind, int i, uint64_t cur, uint64_t seq, struct timespec *since) {
+	for (int idle = 0;;) {
+		ssize_t rc = cref_post(j, kind, i, cur, seq);
+		if (rc == 0)
+			return 0;
+		if (rc != -FI_EAGAIN)
+			return cref_fail(j, "post", rc);
+		fi_cq_read(j->cq, NULL, 0);
+		if (++idle % 4096 == 0 && cref_stalled(j, since))
+			return cref_fail(j, "post", -FI_ETIMEDOUT);
+	}
+}
+
+// cref_reap reads n completions. It returns 0, or -1 with the job failed (an error completion,
+// a failed read, or the stall limit passed since *since).
+static int cref_reap(cref_job *j, int n, struct timespec *since) {
+	struct fi_cq_entry ent[64];
+	for (int got = 0, idle = 0; got < n;) {
+		ssize_t rc = fi_cq_read(j->cq, ent, 64);
+		if (rc == -FI_EAGAIN) {
+			if (++idle % 4096 == 0 && cref_stalled(j, since))
+				return cref_fail(j, "completion", -FI_ETIMEDOUT);
+			continue;
+		}
+		if (rc == -FI_EAVAIL) {
+			struct fi_cq_err_entry e; memset(&e, 0, sizeof e);
+			fi_cq_readerr(j->cq, &e, 0);
+			return cref_fail(j, "completion", e.err);
+		}
+		if (rc < 0)
+			return cref_fail(j, "fi_cq_read", rc);
+		got += (int)rc;
+	}
+	return 0;
+}
+
+// cref_warm makes one fetch-add of 0 on the targeted word and waits for it, so that the
+// connection rxm makes on a peer's first operation (milliseconds: the target accepts it in its
+// own time) is set up before the clock starts, as the Go path's is; it also reads the word's
+// value for compare-and-swap.
+static int cref_warm(cref_job *j) {
+	struct timespec since = {0, 0};
+	if (cref_post_retry(j, CREF_WARM, 0, 0, 0, &since) || cref_reap(j, 1, &since))
+		return -1;
+	j->cur = j->buf[2 * j->depth]; // result[0]
+	return 0;
+}
+
 static void *cref_loop(void *arg) {
 	cref_job *j = arg;
 	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
 	uint64_t cur = j->cur, seq = 0;
-	struct fi_cq_entry ent[64];
 	while (j->done < j->nops) {
 		int batch = j->depth;
 		if ((uint64_t)batch > j->nops - j->done) batch = (int)(j->nops - j->done);
 		struct timespec since = {0, 0}; // read only once the batch has waited a while
-		for (int i = 0, idle = 0; i < batch;) {
-			ssize_t rc = cref_post(j, i, cur, seq);
-			if (rc == -FI_EAGAIN) {
-				fi_cq_read(j->cq, ent, 0);
-				if (++idle % 4096 == 0 && cref_stalled(j, &since)) {
-					cref_fail(j, "post", -FI_ETIMEDOUT); return NULL;
-				}
-				continue;
-			}
-			if (rc) { cref_fail(j, "post", rc); return NULL; }
-			i++; seq++;
-		}
-		for (int got = 0, idle = 0; got < batch;) {
-			ssize_t rc = fi_cq_read(j->cq, ent, 64);
-			if (rc == -FI_EAGAIN) {
-				if (++idle % 4096 == 0 && cref_stalled(j, &since)) {
-					cref_fail(j, "completion", -FI_ETIMEDOUT); return NULL;
-				}
-				continue;
-			}
-			if (rc == -FI_EAVAIL) {
-				struct fi_cq_err_entry e; memset(&e, 0, sizeof e);
-				fi_cq_readerr(j->cq, &e, 0);
-				cref_fail(j, "completion", e.err); return NULL;
-			}
-			if (rc < 0) { cref_fail(j, "fi_cq_read", rc); return NULL; }
-			got += (int)rc;
-		}
+		for (int i = 0; i < batch; i++, seq++)
+			if (cref_post_retry(j, j->kind, i, cur, seq, &since))
+				return NULL;
+		if (cref_reap(j, batch, &since))
+			return NULL;
 		for (int i = 0; i < batch; i++) // what a local copy would learn
 			cur = result[i] == compare[i] ? operand[i] : result[i];
 		j->done += batch;
