@@ -31,6 +31,12 @@ func (c *Conn) RemoteAddr() string { return c.impl.remoteAddr() }
 // Close closes the connection; operations in flight end with an error. If the connection was
 // made by the package-level Dial, its fabric is closed too. Idempotent.
 // Calls waiting on the connection (a Recv, a batch in flight) return ErrClosed at once.
+//
+// The peer learns of it: its calls then fail with ErrConnReset (messages sent before the
+// close are still received). A connected transport (verbs, libfabric MSG) tells it by
+// disconnecting; on a libfabric RDM transport Close sends a goodbye and waits up to half a
+// second for the answer, which the peer gives once the calls it has in flight on the
+// connection have finished.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)

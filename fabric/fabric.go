@@ -192,9 +192,18 @@ func (f *Fabric) Close() error {
 	for _, l := range ls {
 		errs = append(errs, l.Close())
 	}
-	for _, c := range cs {
-		errs = append(errs, c.Close())
+	// At once: a connection's close may wait for its peer's answer (Conn.Close).
+	cerrs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cerrs[i] = c.Close()
+		}()
 	}
+	wg.Wait()
+	errs = append(errs, cerrs...)
 	for _, m := range ms {
 		errs = append(errs, m.Close())
 	}

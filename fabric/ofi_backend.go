@@ -76,6 +76,9 @@ func openOFI(a Addr, o options) (backend, error) {
 		Threading: ofi.ThreadSafe,
 		TxOpFlags: ofi.DeliveryComplete, // a finished write is visible at the target
 	}
+	if b.epType == ofi.EPRDM {
+		b.hints.Caps |= ofi.CapTagged // the goodbye of a closing connection (ofi_bye.go)
+	}
 	if a.Provider == "shm" {
 		// Peers' RMA and atomics are counted, so the domain's poller knows this process is a
 		// busy target (shm has no wait fd: a target is served only while polled).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/rdmakit/rdmakit/ofi"
 )
@@ -27,6 +28,7 @@ type ofiConn struct {
 	rops     []ofi.Op
 	rtickets []ofi.Ticket
 	rhead    int
+	rerr     error // a receive could not be posted again: the ring is broken from rhead on
 
 	sbuf   *ofi.Buffer
 	smr    *ofi.MR
@@ -39,6 +41,17 @@ type ofiConn struct {
 	closeOnce sync.Once
 	closeErr  error
 	stopEQ    context.CancelFunc
+
+	// RDM, the goodbye (ofi_bye.go): established once the peer's per-connection endpoint is
+	// known, and then close says goodbye; watchDone closes when the goroutine watching for
+	// the peer's goodbye has returned; goneCtx ends when the goodbye came (wakes Recv).
+	established bool
+	watchDone   chan struct{}
+	goneCtx     context.Context
+	goneCancel  context.CancelFunc
+	shmSelf     string // shm: this endpoint's name in shmOpen
+	shmPeer     string // shm: the peer endpoint's name (rdmakit-PID-N)
+	shmPeerPID  int    // and the process it belongs to
 }
 
 const sendSlots = 4
@@ -86,7 +99,7 @@ func (b *ofiBackend) newConn(info *ofi.Info) (_ *ofiConn, err error) {
 	if c.rmr, err = b.dom.RegMR(c.rbuf.Bytes(), ofi.AccessLocal); err != nil {
 		return nil, err
 	}
-	if c.sbuf, err = ofi.Alloc(n * sendSlots); err != nil {
+	if c.sbuf, err = ofi.Alloc(n*sendSlots + ctlBytes); err != nil {
 		return nil, err
 	}
 	if c.smr, err = b.dom.RegMR(c.sbuf.Bytes(), ofi.AccessLocal); err != nil {
@@ -164,6 +177,11 @@ func (c *ofiConn) fail(err error) error {
 		// dead peer tears its connection down.
 		return fmt.Errorf("%w: canceled by the provider: %w", ErrConnReset, err)
 	}
+	if errors.Is(err, syscall.ENOENT) {
+		// sockets refuses a post for a peer it has no connection to any more (the peer
+		// shut down; the shutdown event may not have been read yet).
+		return fmt.Errorf("%w: no connection to the peer: %w", ErrConnReset, ofiError(err))
+	}
 	if c.gone.Load() && !errors.Is(err, ErrConnReset) {
 		return fmt.Errorf("%w: peer shut down: %w", ErrConnReset, ofiError(err))
 	}
@@ -181,8 +199,23 @@ func (c *ofiConn) use() error {
 	return nil
 }
 
-func (c *ofiConn) do(ctx context.Context, ops []Op) error {
+// errPeerGone fails the calls that start after the peer closed the connection.
+var errPeerGone = fmt.Errorf("%w: the peer closed the connection", ErrConnReset)
+
+// useLive is use for a call that posts operations: none start once the peer is gone.
+func (c *ofiConn) useLive() error {
 	if err := c.use(); err != nil {
+		return err
+	}
+	if c.gone.Load() {
+		c.life.RUnlock()
+		return errPeerGone
+	}
+	return nil
+}
+
+func (c *ofiConn) do(ctx context.Context, ops []Op) error {
+	if err := c.useLive(); err != nil {
 		return err
 	}
 	kill, err := c.doLive(ctx, ops)
@@ -237,7 +270,8 @@ func (c *ofiConn) send(ctx context.Context, msg []byte) error {
 	case <-ctx.Done():
 		return ofiError(ctx.Err())
 	}
-	if err := c.use(); err != nil {
+	if err := c.useLive(); err != nil {
+		c.sslots <- slot
 		return err
 	}
 	n := c.b.opt.maxMessage
@@ -261,9 +295,26 @@ func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 		return 0, err
 	}
 	defer c.life.RUnlock()
+	if c.rerr != nil {
+		return 0, c.fail(c.rerr)
+	}
 	i := c.rhead
 	op := &c.rops[i]
-	if err := c.ep.Wait(ctx, op, c.rtickets[i]); err != nil {
+	wctx := ctx
+	if c.goneCtx != nil {
+		// What came before the peer's goodbye is still received; then Recv fails.
+		if c.gone.Load() && !c.ep.Ready(op, c.rtickets[i]) {
+			return 0, errPeerGone
+		}
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithCancel(ctx)
+		defer context.AfterFunc(c.goneCtx, cancel)()
+		defer cancel()
+	}
+	if err := c.ep.Wait(wctx, op, c.rtickets[i]); err != nil {
+		if ctxEnded(err) && ctx.Err() == nil {
+			return 0, errPeerGone // still posted: it stays unread
+		}
 		if ctxEnded(err) {
 			return 0, ofiError(err) // still posted: the next Recv waits for it again
 		}
@@ -276,7 +327,9 @@ func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 		err = fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrTooLarge, op.Len, len(buf))
 	}
 	if perr := c.postRecv(context.Background(), i); perr != nil {
-		return n, c.fail(perr)
+		// The message is the caller's; the next Recv reports the failure (the endpoint
+		// closed after the message came: the peer said goodbye or shut down).
+		c.rerr = perr
 	}
 	return n, err
 }
@@ -291,9 +344,16 @@ func (c *ofiConn) close() error {
 		if c.stopEQ != nil {
 			c.stopEQ()
 		}
+		if c.established && !c.gone.Load() {
+			c.sayBye()
+		}
+		c.shmClosing()
 		var errs []error
 		if c.ep != nil {
 			errs = append(errs, c.ep.Close()) // wakes calls waiting on it
+		}
+		if c.watchDone != nil {
+			<-c.watchDone // it uses the control buffers without c.life
 		}
 		c.life.Lock() // the calls using the buffers have left
 		defer c.life.Unlock()

@@ -203,6 +203,7 @@ func (l *ofiListener) welcome(h handshake) (*ofiConn, error) {
 		return nil, nil
 	}
 	c.remote = c.av.String(h.name)
+	c.watchBye(h.name)
 	return c, nil
 }
 
@@ -331,6 +332,7 @@ func (b *ofiBackend) dial(ctx context.Context, to Addr) (connImpl, error) {
 		return fail(ofiError(err))
 	}
 	c.remote = to.String()
+	c.watchBye(h.name)
 	return c, nil
 }
 

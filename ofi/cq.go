@@ -430,9 +430,13 @@ func (q *CQ) poll() int {
 // await waits until slot id finishes, ctx ends, or done closes (an endpoint closing). It
 // spins (polling the queue itself) for attr.Spin, then parks. On return without completion
 // the slot is abandoned and the error says why, except that with keep a ctx that ends leaves
-// the slot pending for a later await.
-func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep bool) error {
+// the slot pending for a later await. With watch it only parks, and not as a waiter the
+// progress goroutine serves (Endpoint.Watch).
+func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, watch bool) error {
 	s := &q.slots[id]
+	if watch {
+		return q.park(ctx, s, id, done, keep)
+	}
 	var spinUntil time.Time
 	q.spinning.Add(1)
 	if q.attr.Spin > 0 {
@@ -468,6 +472,11 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep boo
 	} else if parking && q.longWait.Load() {
 		q.waiter.kick() // back to the short safety tick while someone waits
 	}
+	return q.park(ctx, s, id, done, keep)
+}
+
+// park is await's wait for the completion signal of slot s (id).
+func (q *CQ) park(ctx context.Context, s *slot, id int32, done <-chan struct{}, keep bool) error {
 	for s.state.Load() == slotPending {
 		var err error
 		select {

@@ -261,7 +261,7 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 			}
 			continue
 		}
-		err := e.finish(ctx, &ops[reaped], ids[reaped], false)
+		err := e.finish(ctx, &ops[reaped], ids[reaped], false, false)
 		if err != nil && first == nil {
 			first = err
 		}
@@ -269,7 +269,7 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 	}
 	if first != nil && posted > reaped { // still in flight: wait them out (they are abandoned on ctx end)
 		for ; reaped < posted; reaped++ {
-			e.finish(ctx, &ops[reaped], ids[reaped], false)
+			e.finish(ctx, &ops[reaped], ids[reaped], false, false)
 		}
 	}
 	return first
@@ -388,12 +388,12 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 
 // finish waits for one posted op and fills its outputs. With keep, an op still pending when
 // ctx ends stays posted.
-func (e *Endpoint) finish(ctx context.Context, op *Op, id int32, keep bool) error {
+func (e *Endpoint) finish(ctx context.Context, op *Op, id int32, keep, watch bool) error {
 	if id < 0 { // inject: complete when posted
 		return nil
 	}
 	q := e.cqFor(op.Kind)
-	if err := q.await(ctx, id, e.done, keep); err != nil {
+	if err := q.await(ctx, id, e.done, keep, watch); err != nil {
 		if keep && q.slots[id].state.Load() == slotPending {
 			return err
 		}

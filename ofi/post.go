@@ -61,7 +61,17 @@ func (e *Endpoint) Post(ctx context.Context, op *Op) (Ticket, error) {
 // operation stays posted and Wait returns ErrTimeout or ErrCanceled: wait again with the same
 // ticket later, or close the endpoint. Ready tells whether it would return at once.
 func (e *Endpoint) Wait(ctx context.Context, op *Op, t Ticket) error {
-	return e.finish(ctx, op, t.id, true)
+	return e.finish(ctx, op, t.id, true, false)
+}
+
+// Watch is Wait for an operation that may stay pending for the endpoint's whole life (a
+// standing receive for a rare message). It neither polls the queue nor counts as a waiter:
+// the queue's progress goroutine finds the completion when it next drains the queue, and,
+// idle otherwise, backs off its safety tick as with nobody waiting (a waiter keeps it at
+// 10 ms, a wake-up of the process a hundred times a second per queue). If a wake-up of the
+// progress goroutine is missed, the completion comes up to one long tick (160 ms) late.
+func (e *Endpoint) Watch(ctx context.Context, op *Op, t Ticket) error {
+	return e.finish(ctx, op, t.id, true, true)
 }
 
 // Ready reports whether the operation of t has finished (polling the queue once).

@@ -106,6 +106,6 @@ func (e *Endpoint) rmav(ctx context.Context, write bool, segs []Seg, peer Addr, 
 			return fiErr(name, rc)
 		}
 		op := Op{Kind: kind}
-		return e.finish(ctx, &op, id, false)
+		return e.finish(ctx, &op, id, false, false)
 	}
 }

@@ -114,3 +114,47 @@ func TestStandbyRecheckBacksOff(t *testing.T) {
 		t.Fatalf("the progress goroutine never stood by in %v of operations", busy)
 	}
 }
+
+// A goroutine watching a standing receive (Endpoint.Watch) leaves the queue as idle as with
+// nobody waiting: its progress goroutine backs off its safety tick (a parked Wait keeps it at
+// 10 ms), and the receive still completes when its message comes.
+func TestWatchKeepsQueueIdle(t *testing.T) {
+	a, b := rdmPair(t, "tcp;ofi_rxm", CapMsg|CapTagged)
+	if !a.cq.WaitFD() {
+		t.Skip("tcp;ofi_rxm queue without a wait fd")
+	}
+	ctx := testCtx(t)
+	rbuf, sbuf := a.reg(t, 64, AccessLocal), b.reg(t, 64, AccessLocal)
+	recv := Op{Kind: OpTRecv, Buf: rbuf.Bytes()[:8], MR: rbuf, Peer: AddrUnspec, Tag: 7}
+	rt, err := a.ep.Post(ctx, &recv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := make(chan error, 1)
+	go func() { watched <- a.ep.Watch(context.Background(), &recv, rt) }()
+	time.Sleep(100 * time.Millisecond)
+	const quiet = time.Second
+	before := a.cq.fdWaits.Load()
+	time.Sleep(quiet)
+	woke := a.cq.fdWaits.Load() - before
+	const limit = 30 // as TestIdleQueueTickBacksOff; a parked Wait gives about 100
+	if woke > limit {
+		t.Errorf("with a watched receive the queue's progress goroutine woke %d times in %v (want at most %d)", woke, quiet, limit)
+	}
+	select {
+	case err := <-watched:
+		t.Fatalf("the watch ended before its message: %v", err)
+	default:
+	}
+	if err := b.ep.Do(ctx, []Op{{Kind: OpTSend, Buf: sbuf.Bytes()[:8], MR: sbuf, Peer: b.peer, Tag: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-watched:
+		if err != nil || recv.RecvTag != 7 {
+			t.Fatalf("watched receive: %v, tag %d", err, recv.RecvTag)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watched receive did not complete")
+	}
+}

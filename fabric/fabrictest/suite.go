@@ -79,6 +79,7 @@ func Run(t *testing.T, tr Transport) {
 		{"CompareSwapChain", testCASChain},
 		{"BadInput", testBadInput},
 		{"Close", testClose},
+		{"PeerClosed", testPeerClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, Connect(t, listenAddr())) })
 	}
@@ -551,6 +552,64 @@ func testClose(t *testing.T, p *Pair) {
 	}
 	if _, err := p.Server.Alloc(4096, 0); !errors.Is(err, fabric.ErrClosed) {
 		t.Errorf("alloc on closed fabric: %v", err)
+	}
+}
+
+// testPeerClosed closes the server's end of a connection: the client still receives what was
+// sent before the close (not always on libfabric MSG endpoints), and then every call fails
+// with ErrConnReset (or ErrClosed) on a context without a deadline, never hangs.
+func testPeerClosed(t *testing.T, p *Pair) {
+	ctx := ctxT(t)
+	srv := alloc(t, p.Server, 4096, fabric.RemoteAll)
+	cli := alloc(t, p.Client, 4096, 0)
+	r := exchange(t, p, srv)
+	if err := p.ClientConn.Write(ctx, cli, 0, r, 0, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ServerConn.Send(ctx, []byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ServerConn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := p.ClientConn.Recv(context.Background(), buf)
+	switch {
+	case err == nil && string(buf[:n]) == "last":
+	case err != nil && p.ClientConn.Caps().Endpoint == "msg" && errors.Is(err, fabric.ErrConnReset):
+		// libfabric's MSG endpoints report the shutdown without ordering it after the data
+		// that came before it (sockets: about one run in three): the message may be lost.
+		t.Logf("the message sent before the close: %v", err)
+	default:
+		t.Fatalf("the message sent before the close: %q, %v", buf[:n], err)
+	}
+	calls := []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"write", func(ctx context.Context) error { return p.ClientConn.Write(ctx, cli, 0, r, 0, 8) }},
+		{"read", func(ctx context.Context) error { return p.ClientConn.Read(ctx, cli, 0, r, 0, 8) }},
+		{"send", func(ctx context.Context) error { return p.ClientConn.Send(ctx, []byte("x")) }},
+		{"recv", func(ctx context.Context) error { _, err := p.ClientConn.Recv(ctx, buf); return err }},
+	}
+	if p.ClientConn.Caps().Atomics.Has(fabric.FetchAdd) {
+		calls = append(calls, struct {
+			name string
+			call func(context.Context) error
+		}{"fetch-add", func(ctx context.Context) error { _, err := p.ClientConn.FetchAdd(ctx, r, 0, 1); return err }})
+	}
+	for _, c := range calls {
+		done := make(chan error, 1)
+		go func() { done <- c.call(context.Background()) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, fabric.ErrConnReset) && !errors.Is(err, fabric.ErrClosed) {
+				t.Errorf("%s after the peer closed: %v, want ErrConnReset or ErrClosed", c.name, err)
+			}
+		case <-time.After(10 * time.Second):
+			p.ClientConn.Close() // ends the call, which holds cli
+			t.Fatalf("%s after the peer closed still runs after 10 s (no deadline): hang", c.name)
+		}
 	}
 }
 
