@@ -344,8 +344,14 @@ func (c *ofiConn) close() error {
 		if c.stopEQ != nil {
 			c.stopEQ()
 		}
-		if c.established && !c.gone.Load() {
+		switch {
+		case c.established && !c.gone.Load():
 			c.sayBye()
+		case c.established:
+			// The peer said goodbye: the watcher answers it while the endpoint is still
+			// open (a caller that closes as soon as Recv fails would otherwise cut it off,
+			// and the peer waited byeTimeout).
+			<-c.watchDone
 		}
 		c.shmClosing()
 		var errs []error
