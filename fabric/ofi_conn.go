@@ -35,6 +35,7 @@ type ofiConn struct {
 	sslots chan int
 
 	gone      atomic.Bool   // the peer shut the connection down
+	broken    atomic.Bool   // the provider reported the connection lost (no goodbye then)
 	life      sync.RWMutex  // shared by calls using the conn's buffers, exclusive by close
 	dead      atomic.Bool   // close has begun
 	closedCh  chan struct{} // closed when close begins
@@ -175,12 +176,17 @@ func (c *ofiConn) fail(err error) error {
 	if errors.Is(err, ofi.ErrCanceled) && !ctxEnded(err) {
 		// The provider canceled the operation itself: rxm does when a protection fault or a
 		// dead peer tears its connection down.
+		c.broken.Store(true)
 		return fmt.Errorf("%w: canceled by the provider: %w", ErrConnReset, err)
 	}
 	if errors.Is(err, syscall.ENOENT) {
 		// sockets refuses a post for a peer it has no connection to any more (the peer
 		// shut down; the shutdown event may not have been read yet).
+		c.broken.Store(true)
 		return fmt.Errorf("%w: no connection to the peer: %w", ErrConnReset, ofiError(err))
+	}
+	if errors.Is(err, ofi.ErrConnReset) && !errors.Is(err, ofi.ErrAccess) {
+		c.broken.Store(true)
 	}
 	if c.gone.Load() && !errors.Is(err, ErrConnReset) {
 		return fmt.Errorf("%w: peer shut down: %w", ErrConnReset, ofiError(err))
@@ -345,9 +351,9 @@ func (c *ofiConn) close() error {
 			c.stopEQ()
 		}
 		switch {
-		case c.established && !c.gone.Load():
+		case c.established && !c.gone.Load() && !c.broken.Load():
 			c.sayBye()
-		case c.established:
+		case c.established && c.gone.Load():
 			// The peer said goodbye: the watcher answers it while the endpoint is still
 			// open (a caller that closes as soon as Recv fails would otherwise cut it off,
 			// and the peer waited byeTimeout).

@@ -138,6 +138,15 @@ func TestPeerKilled(t *testing.T) {
 				if !errors.Is(err, fabric.ErrConnReset) && !errors.Is(err, fabric.ErrTimeout) && !errors.Is(err, fabric.ErrClosed) {
 					t.Errorf("error %v is neither ErrConnReset nor ErrTimeout", err)
 				}
+				// A connection the transport reported lost says no goodbye: closing it does
+				// not wait for an answer from the dead peer (up to 500 ms).
+				if errors.Is(err, fabric.ErrConnReset) {
+					start := time.Now()
+					c.Close()
+					if d := time.Since(start); d >= 500*time.Millisecond {
+						t.Errorf("closing the lost connection took %v", d)
+					}
+				}
 			case <-time.After(deadline + 5*time.Second):
 				t.Fatal("stream still running long after the deadline: hang")
 			}
