@@ -435,7 +435,7 @@ func (q *CQ) poll() int {
 func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, watch bool) error {
 	s := &q.slots[id]
 	if watch {
-		return q.park(ctx, s, id, done, keep)
+		return q.park(ctx, s, done, keep)
 	}
 	var spinUntil time.Time
 	q.spinning.Add(1)
@@ -472,11 +472,11 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, wa
 	} else if parking && q.longWait.Load() {
 		q.waiter.kick() // back to the short safety tick while someone waits
 	}
-	return q.park(ctx, s, id, done, keep)
+	return q.park(ctx, s, done, keep)
 }
 
-// park is await's wait for the completion signal of slot s (id).
-func (q *CQ) park(ctx context.Context, s *slot, id int32, done <-chan struct{}, keep bool) error {
+// park is await's wait for the completion signal of slot s.
+func (q *CQ) park(ctx context.Context, s *slot, done <-chan struct{}, keep bool) error {
 	for s.state.Load() == slotPending {
 		var err error
 		select {
