@@ -48,9 +48,8 @@ func (c *ofiConn) ctl(i int) []byte {
 // watchBye marks the connection established, its peer's endpoint named peerName, and starts
 // watching for the peer's goodbye.
 func (c *ofiConn) watchBye(peerName []byte) {
-	c.established = true
-	c.shmOpened(peerName)
 	c.watchDone = make(chan struct{})
+	c.shmOpened(peerName)
 	c.goneCtx, c.goneCancel = context.WithCancel(context.Background())
 	op := &ofi.Op{Kind: ofi.OpTRecv, Buf: c.ctl(0), MR: c.smr, Peer: ofi.AddrUnspec, Tag: byeTag}
 	t, err := c.ep.Post(context.Background(), op)

@@ -43,17 +43,19 @@ type ofiConn struct {
 	closeErr  error
 	stopEQ    context.CancelFunc
 
-	// RDM, the goodbye (ofi_bye.go): established once the peer's per-connection endpoint is
-	// known, and then close says goodbye; watchDone closes when the goroutine watching for
-	// the peer's goodbye has returned; goneCtx ends when the goodbye came (wakes Recv).
-	established bool
-	watchDone   chan struct{}
-	goneCtx     context.Context
-	goneCancel  context.CancelFunc
-	shmSelf     string // shm: this endpoint's name in shmOpen
-	shmPeer     string // shm: the peer endpoint's name (rdmakit-PID-N)
-	shmPeerPID  int    // and the process it belongs to
+	// RDM, the goodbye (ofi_bye.go): watchDone is set once the peer's per-connection
+	// endpoint is known (established), and closes when the goroutine watching for the peer's
+	// goodbye has returned; goneCtx ends when the goodbye came (wakes Recv).
+	watchDone  chan struct{}
+	goneCtx    context.Context
+	goneCancel context.CancelFunc
+	shmSelf    string // shm: this endpoint's name in shmOpen
+	shmPeer    string // shm: the peer endpoint's name (rdmakit-PID-N)
+	shmPeerPID int    // and the process it belongs to
 }
+
+// established reports whether the connection's RDM handshake is done: close says goodbye.
+func (c *ofiConn) established() bool { return c.watchDone != nil }
 
 const sendSlots = 4
 
@@ -351,9 +353,9 @@ func (c *ofiConn) close() error {
 			c.stopEQ()
 		}
 		switch {
-		case c.established && !c.gone.Load() && !c.broken.Load():
+		case c.established() && !c.gone.Load() && !c.broken.Load():
 			c.sayBye()
-		case c.established && c.gone.Load():
+		case c.established() && c.gone.Load():
 			// The peer said goodbye: the watcher answers it while the endpoint is still
 			// open (a caller that closes as soon as Recv fails would otherwise cut it off,
 			// and the peer waited byeTimeout).
