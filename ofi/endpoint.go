@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 	"unsafe"
 )
 
@@ -337,10 +338,10 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 		}
 		alone := e.domain.lockPost(recv)
 		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
-			// Latency path: post and poll in one cgo call.
+			// Latency path: post and poll in one cgo call, for at most latencyPathPoll.
 			q := e.cqFor(ops[from].Kind)
 			got = C.rk_post_drain(e.c, &cops[from], 1, &k.c.rc, q.c, &q.comps[0], C.int(len(q.comps)),
-				boolInt(q.attr.Source), boolInt(q.tagged), 64, &k.c.ncomp)
+				boolInt(q.attr.Source), boolInt(q.tagged), C.int64_t(latencyPathPoll), &k.c.ncomp)
 			e.domain.unlockPost(alone)
 			if n := k.c.ncomp; n < 0 {
 				q.readFailed(n)
@@ -385,6 +386,15 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 		runtime.Gosched()
 	}
 }
+
+// latencyPathPoll is how long the latency path (a lone operation posted by a caller that
+// waits for it) polls for its completion in the cgo call that posts it; await polls on in
+// short calls. A cgo call that outlasts a tick of the Go runtime's sysmon (20 µs and up) while
+// the other Ps are busy loses its P: its return then waits for a P, often on another thread,
+// and sysmon, having retaken one, goes back to its shortest tick. The call used to make 64
+// polls (a tcp;ofi_rxm poll is an epoll_wait, 1-2 µs on a VM: up to 100 µs); the runtime
+// tracer counted 269 such slow returns in 20000 one-in-flight fetch-adds then, 4 with 10 µs.
+var latencyPathPoll = 10 * time.Microsecond
 
 // finish waits for one posted op and fills its outputs. With keep, an op still pending when
 // ctx ends stays posted.

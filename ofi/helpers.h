@@ -227,19 +227,25 @@ static inline int rk_cq_drain(struct fid_cq *cq, rk_comp *out, int n, int from, 
 	return got;
 }
 
-// rk_post_drain posts ops like rk_post, then polls cq up to spins times until at least one
-// completion arrives: the latency path of a blocking call, in one cgo call. *ncomp is what
-// rk_cq_drain returned last: completions read, or a negative fi errno.
+// rk_now_ns is CLOCK_MONOTONIC in nanoseconds.
+static inline int64_t rk_now_ns(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// rk_post_drain posts ops like rk_post, then polls cq until at least one completion arrives or
+// ns nanoseconds have passed: the latency path of a blocking call, in one cgo call. *ncomp is
+// what rk_cq_drain returned last: completions read, or a negative fi errno.
 static inline int rk_post_drain(struct fid_ep *ep, const rk_op *ops, int n, ssize_t *rc,
 				struct fid_cq *cq, rk_comp *out, int max, int from, int tagged,
-				int spins, int *ncomp) {
+				int64_t ns, int *ncomp) {
 	int posted = rk_post(ep, ops, n, rc);
-	int got = 0;
-	for (int i = 0; i < spins; i++) {
+	int64_t end = rk_now_ns() + ns;
+	int got;
+	do
 		got = rk_cq_drain(cq, out, max, from, tagged);
-		if (got != 0)
-			break;
-	}
+	while (got == 0 && rk_now_ns() < end);
 	*ncomp = got;
 	return posted;
 }
@@ -273,12 +279,6 @@ static inline int rk_spin(struct fid_cq **cqs, int n, struct fid_cntr *cntr, uin
 			sched_yield();
 	}
 	return 0;
-}
-
-static inline int64_t rk_now_ns(void) {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 // rk_linger drives cq's progress with zero-count fi_cq_read (a util-based queue progresses its
