@@ -442,6 +442,11 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, wa
 	if q.attr.Spin > 0 {
 		q.spins.Add(1)
 	}
+	var pp *poller // the domain's poller, which stands by while we spin (polled queues)
+	if q.waiter == nil && q.attr.Spin > 0 {
+		pp = &q.domain.poll
+		pp.spinStart()
+	}
 	for i := 0; s.state.Load() == slotPending; i++ {
 		if q.poll() > 0 {
 			continue
@@ -455,6 +460,9 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, wa
 			if i&1 == 1 {
 				assist.help(q) // Go finds netpoller goroutines late while anything spins
 			}
+			if pp != nil && i&7 == 7 {
+				pp.serve(q)
+			}
 			if i&15 == 15 {
 				runtime.Gosched()
 			}
@@ -466,6 +474,12 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, wa
 	if parking {
 		q.parked.Add(1) // before we stop spinning: the last spinner sees it
 		defer q.parked.Add(-1)
+	}
+	if pp != nil {
+		pp.spinDone()
+		if parking {
+			pp.parked()
+		}
 	}
 	if q.spinning.Add(-1) == 0 && q.parked.Load() > 0 && q.standingBy.Load() {
 		q.waiter.kick() // nobody polls the queue now: its progress goroutine must
