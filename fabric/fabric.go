@@ -196,11 +196,7 @@ func (f *Fabric) Close() error {
 	cerrs := make([]error, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cerrs[i] = c.Close()
-		}()
+		wg.Go(func() { cerrs[i] = c.Close() })
 	}
 	wg.Wait()
 	errs = append(errs, cerrs...)

@@ -76,10 +76,7 @@ func (p *poller) touch() {
 // wake ends a cold poller's sleep.
 func (p *poller) wake() {
 	if p.cold.Load() {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		p.kickNow()
 	}
 }
 
@@ -151,13 +148,18 @@ func (p *poller) standsBy() bool {
 // standBy is the poller's wait when it stands by (standsBy): for d, until a waiter parks with
 // no spinner left, or until a queue leaves.
 func (p *poller) standBy(d time.Duration) {
+	p.waitKick(d)
+	p.standingBy.Store(false)
+}
+
+// waitKick waits for d or until the poller is kicked (kickNow).
+func (p *poller) waitKick(d time.Duration) {
 	t := time.NewTimer(d)
 	select {
 	case <-p.kick:
 	case <-t.C:
 	}
 	t.Stop()
-	p.standingBy.Store(false)
 }
 
 // add starts polling q (and the poller, if it is not running).
@@ -330,11 +332,6 @@ func (p *poller) allSpun() bool {
 // sleepCold waits a cold interval, or until a post kicks.
 func (p *poller) sleepCold() {
 	p.cold.Store(true)
-	t := time.NewTimer(pollCold)
-	select {
-	case <-p.kick:
-	case <-t.C:
-	}
-	t.Stop()
+	p.waitKick(pollCold)
 	p.cold.Store(false)
 }
