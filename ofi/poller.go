@@ -288,12 +288,6 @@ func (p *poller) loop() {
 		rounds, step := hotRounds, time.Duration(0)
 		if idle >= pollHot {
 			rounds, step = 1, pollStep
-		} else if p.allSpun() {
-			// Every queue has a goroutine polling it while it waits: they drive progress;
-			// spinning here too would only take a CPU from them.
-			p.mu.Unlock()
-			runtime.Gosched()
-			continue
 		}
 		if cntr != nil && !p.cntr.enter() {
 			cntr = nil
@@ -317,16 +311,6 @@ func (p *poller) loop() {
 			runtime.Gosched()
 		}
 	}
-}
-
-// allSpun reports whether every queue has a goroutine spinning on it in await. p.mu is held.
-func (p *poller) allSpun() bool {
-	for _, q := range p.cqs {
-		if q.spinning.Load() == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // sleepCold waits a cold interval, or until a post kicks.
