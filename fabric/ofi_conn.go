@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/rdmakit/rdmakit/internal/scratch"
 	"github.com/rdmakit/rdmakit/ofi"
 )
 
@@ -234,11 +235,16 @@ func (c *ofiConn) do(ctx context.Context, ops []Op) error {
 	return err
 }
 
+// ofiOps holds the libfabric ops of batches (more than one op).
+var ofiOps scratch.Pool[ofi.Op]
+
 func (c *ofiConn) doLive(ctx context.Context, ops []Op) (kill bool, err error) {
 	var small [1]ofi.Op
 	oops := small[:0]
 	if len(ops) > 1 {
-		oops = make([]ofi.Op, 0, len(ops))
+		p := ofiOps.Get(len(ops))
+		defer ofiOps.Put(p)
+		oops = (*p)[:0]
 	}
 	for i := range ops {
 		op := &ops[i]

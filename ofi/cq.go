@@ -534,6 +534,9 @@ func (q *CQ) progress() {
 	var spins uint64 // q.spins when the goroutine last looked
 	var lingerUntil time.Time
 	var lingerPosts uint64 // q.posts when the linger window opened
+	// The waits' skip tests, made once: a func value made per wait is an allocation per wake.
+	longWaitEnds := func() bool { return q.stopping() || tick > tickMin && q.parked.Load() > 0 }
+	unattended := q.unattended
 	for {
 		if q.stopping() {
 			return
@@ -544,7 +547,7 @@ func (q *CQ) progress() {
 			s := q.spins.Load()
 			if q.spinning.Load() > 0 || s != spins && q.parked.Load() == 0 {
 				spins = s
-				q.standBy(recheck)
+				q.standBy(recheck, unattended)
 				recheck = min(2*recheck, standbyRecheckMax)
 				continue
 			}
@@ -589,9 +592,7 @@ func (q *CQ) progress() {
 			q.longWait.Store(tick > tickMin)
 			err := q.waiter.openGate()
 			if err == nil {
-				fired, err = q.waiter.wait(time.Now().Add(tick), func() bool {
-					return q.stopping() || tick > tickMin && q.parked.Load() > 0
-				})
+				fired, err = q.waiter.wait(time.Now().Add(tick), longWaitEnds)
 			}
 			q.longWait.Store(false)
 			q.fdWaits.Add(1)
@@ -678,11 +679,11 @@ const (
 // it themselves, so the wait fd's gate is shut: open, it would wake this goroutine (on another
 // CPU, in Go's poller) for every completion they reap. Work they leave behind when they stop
 // waits one or two recheck periods. It returns after one, at once when a waiter parks with
-// nobody polling (await kicks), or when the queue closes.
-func (q *CQ) standBy(recheck time.Duration) {
+// nobody polling (await kicks), or when the queue closes. unattended is q.unattended.
+func (q *CQ) standBy(recheck time.Duration, unattended func() bool) {
 	q.standingBy.Store(true)
 	if q.waiter.shut() == nil {
-		q.waiter.wait(time.Now().Add(recheck), q.unattended)
+		q.waiter.wait(time.Now().Add(recheck), unattended)
 	}
 	q.standingBy.Store(false)
 	q.standbys.Add(1)

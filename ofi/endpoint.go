@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"time"
 	"unsafe"
+
+	"github.com/rdmakit/rdmakit/internal/scratch"
 )
 
 // Endpoint is an active endpoint (fi_endpoint), MSG or RDM. Bind a CQ for each direction
@@ -225,8 +227,13 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 	k := getCall()
 	defer calls.Put(k)
 	cops := unsafe.Slice(&k.c.op, 1)[:0]
+	var smallIDs [1]int32
+	ids := smallIDs[:]
 	if len(ops) > 1 {
-		cops = make([]C.rk_op, 0, len(ops))
+		cs, is := copsPool.Get(len(ops)), idsPool.Get(len(ops))
+		defer copsPool.Put(cs)
+		defer idsPool.Put(is)
+		cops, ids = (*cs)[:0], *is
 	}
 	for i := range ops {
 		c, err := e.prepare(&ops[i])
@@ -237,11 +244,6 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 			return err
 		}
 		cops = append(cops, c)
-	}
-	var smallIDs [1]int32
-	ids := smallIDs[:]
-	if len(ops) > 1 {
-		ids = make([]int32, len(ops))
 	}
 	posted, reaped := 0, 0
 	var first error
@@ -275,6 +277,12 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 	}
 	return first
 }
+
+// Scratch of Do calls with more than one operation (one has its own in the call).
+var (
+	copsPool scratch.Pool[C.rk_op]
+	idsPool  scratch.Pool[int32]
+)
 
 // post posts ops[from:] until a queue is full (when busy, some are in flight already) and
 // returns how many it posted.

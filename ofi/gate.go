@@ -23,6 +23,12 @@ type gateWaiter struct {
 	fd   int       // the provider's wait fd (not owned)
 	w    *fdWaiter // Go's poller on a dup of ep
 	open bool      // the gate is open (as far as the waiting goroutine knows)
+
+	// The wait in progress (one at a time): its skip test, whether an event passed, and the
+	// ready test handed to Go's poller, made once so that a wait allocates nothing.
+	skip  func() bool
+	fired bool
+	ready func(uintptr) bool
 }
 
 // newGateWaiter wraps the wait fd fd, its gate open. It fails when the fd cannot be watched
@@ -42,7 +48,12 @@ func newGateWaiter(fd int) (*gateWaiter, error) {
 		unix.Close(ep)
 		return nil, err
 	}
-	return &gateWaiter{ep: ep, fd: fd, w: w, open: true}, nil
+	g := &gateWaiter{ep: ep, fd: fd, w: w, open: true}
+	g.ready = func(uintptr) bool {
+		g.fired = g.harvest()
+		return g.fired || g.skip != nil && g.skip()
+	}
+	return g, nil
 }
 
 // openGate lets the fd's events through again; an fd readable now wakes the next wait.
@@ -74,12 +85,10 @@ const gateEvents = unix.EPOLLIN | unix.EPOLLET
 // (false, nil), or the waiter is closed (os.ErrClosed). If skip reports true once the deadline
 // is set, it returns at once: a kick that came before cannot be lost to the new deadline.
 func (g *gateWaiter) wait(deadline time.Time, skip func() bool) (bool, error) {
-	fired := false
-	_, err := g.w.wait(deadline, func(uintptr) bool {
-		fired = g.harvest()
-		return fired || skip != nil && skip()
-	})
-	return fired, err
+	g.skip, g.fired = skip, false
+	err := g.w.await(deadline, g.ready)
+	g.skip = nil
+	return g.fired, err
 }
 
 // harvest takes the pending event off the set and reports whether there was one. Go's poller

@@ -49,18 +49,25 @@ func newFDWaiter(fd int) (*fdWaiter, error) {
 // is only found by asking the fd. Without that look such an edge (a provider's event right
 // after fi_trywait) waited for the deadline.
 func (w *fdWaiter) wait(deadline time.Time, ready func(fd uintptr) bool) (bool, error) {
-	if err := w.f.SetReadDeadline(deadline); err != nil {
-		return false, err
-	}
 	got := false
-	err := w.rc.Read(func(fd uintptr) bool {
+	err := w.await(deadline, func(fd uintptr) bool {
 		got = ready(fd)
 		return got
 	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return got, nil
-	}
 	return got, err
+}
+
+// await is wait for a caller that keeps ready's answer itself: it hands ready to Go's poller
+// as it is, and allocates nothing when ready is a func value made once.
+func (w *fdWaiter) await(deadline time.Time, ready func(fd uintptr) bool) error {
+	if err := w.f.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	err := w.rc.Read(ready)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
 }
 
 // readable polls fd for input without blocking: the ready test of a plain wait fd.

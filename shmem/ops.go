@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/internal/scratch"
 )
 
 // OpKind is an operation on one 64-bit word of a portion. Every kind fetches the word's value
@@ -206,6 +207,12 @@ func opErr(n, i int, err error) error {
 // oneOp holds the fabric op of single-op doNode calls.
 var oneOp = sync.Pool{New: func() any { return new([1]fabric.Op) }}
 
+// Scratch of doNode calls with more than one op: their fabric ops and index lists.
+var (
+	fabricOps scratch.Pool[fabric.Op]
+	indexes   scratch.Pool[int]
+)
+
 // doNode runs the ops at idx (all of ops when idx is nil), all on member m.
 func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) error {
 	var one [1]int
@@ -213,7 +220,9 @@ func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) er
 		if len(ops) == 1 {
 			idx = one[:]
 		} else {
-			idx = make([]int, len(ops))
+			p := indexes.Get(len(ops))
+			defer indexes.Put(p)
+			idx = *p
 			for i := range idx {
 				idx[i] = i
 			}
@@ -233,7 +242,10 @@ func (s *Segment) doNode(ctx context.Context, m *member, ops []Op, idx []int) er
 	var loops []int
 	var pooled *[1]fabric.Op
 	if len(idx) > 1 {
-		fops, fidx = make([]fabric.Op, 0, len(idx)), make([]int, 0, len(idx))
+		pf, pi := fabricOps.Get(len(idx)), indexes.Get(len(idx))
+		defer fabricOps.Put(pf)
+		defer indexes.Put(pi)
+		fops, fidx = (*pf)[:0], (*pi)[:0]
 	} else {
 		// Ops handed to Conn.Do escape (an interface call), so a one-op array would be an
 		// allocation per operation: reuse one.
