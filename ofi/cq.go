@@ -359,10 +359,18 @@ func getWord(b []byte, dt Datatype) uint64 {
 
 // drainLocked reads the queue until it is empty (EAGAIN) and finishes the operations it
 // reports. q.mu is held. It returns the number of completions.
-func (q *CQ) drainLocked() int {
+func (q *CQ) drainLocked() int { return q.drain(false) }
+
+// drain is drainLocked; with try it reads nothing while a progress goroutine of the domain
+// holds or waits for the quiet lock (fi_trywait), instead of parking until it is done.
+func (q *CQ) drain(try bool) int {
 	total := 0
 	for {
-		q.domain.quiet.RLock()
+		if !try {
+			q.domain.quiet.RLock()
+		} else if !q.domain.quiet.TryRLock() {
+			return total
+		}
 		n := C.rk_cq_drain(q.c, &q.comps[0], C.int(len(q.comps)), boolInt(q.attr.Source), boolInt(q.tagged))
 		q.domain.quiet.RUnlock()
 		if n < 0 {
@@ -418,13 +426,16 @@ func (q *CQ) dispatch(comps []C.rk_comp) {
 	}
 }
 
-// poll drains the queue if no one else is draining it.
+// poll drains the queue if no one else is draining it and no fi_trywait holds the domain.
+// Its callers poll again soon (a spinning waiter, a post retrying): parking on either lock
+// would cost them more than the wait. A trywait comes from a progress goroutine the caller's
+// own RUnlock often readied; the caller's runtime.Gosched lets it run.
 func (q *CQ) poll() int {
 	if !q.mu.TryLock() {
 		return 0
 	}
 	defer q.mu.Unlock()
-	return q.drainLocked()
+	return q.drain(true)
 }
 
 // await waits until slot id finishes, ctx ends, or done closes (an endpoint closing). It

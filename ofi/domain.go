@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -73,9 +74,26 @@ func (d *Domain) lockPost(recv bool) bool {
 		d.quiet.Lock()
 		return true
 	}
-	d.quiet.RLock()
+	d.rlockQuiet()
 	return false
 }
+
+// rlockQuiet takes quiet shared. A fi_trywait holding it, or waiting for it (a writer waiting
+// keeps new readers out), is short, but a goroutine parked on an RWMutex waits for a thread to
+// wake it, tens of µs on a small machine, and the trywait's progress goroutine is often waiting
+// in this goroutine's run queue, put there by its last RUnlock: yield to it a few times first.
+func (d *Domain) rlockQuiet() {
+	for i := 0; !d.quiet.TryRLock(); i++ {
+		if i == quietYields {
+			d.quiet.RLock()
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// quietYields is how many times rlockQuiet yields before it parks.
+const quietYields = 64
 
 // unlockPost releases what lockPost took.
 func (d *Domain) unlockPost(alone bool) {
