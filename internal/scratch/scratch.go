@@ -21,7 +21,8 @@ func (p *Pool[T]) Get(n int) *[]T {
 			*s = (*s)[:n]
 			return s
 		}
-		p.p.Put(s) // too small for this call: leave it for a smaller one
+		// Too small: drop it. Kept, it would come back to calls of this size again and again
+		// (each then allocating); dropped, the pool's slices grow to the largest size in use.
 	}
 	s := make([]T, n, max(n, 8))
 	return &s

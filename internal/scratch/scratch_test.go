@@ -60,3 +60,25 @@ func TestReuseAndCap(t *testing.T) {
 	}
 	p.Put(nil) // harmless
 }
+
+// Calls of two sizes settle on slices of the larger: a small slice is not handed to a large
+// call over and over (each allocating). Without the race detector's random drops a warm pool
+// then allocates nothing.
+func TestMixedSizesSettle(t *testing.T) {
+	var p Pool[int]
+	mixed := func() {
+		a := p.Get(1)
+		p.Put(a)
+		b := p.Get(32)
+		p.Put(b)
+	}
+	for range 10 {
+		mixed()
+	}
+	if raceEnabled {
+		return
+	}
+	if n := testing.AllocsPerRun(100, mixed); n != 0 {
+		t.Errorf("%v allocations per pair of calls of sizes 1 and 32", n)
+	}
+}
