@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rdmakit/rdmakit/internal/scratch"
 	"github.com/rdmakit/rdmakit/verbs"
 )
 
@@ -81,24 +82,35 @@ type verbsRecvd struct {
 	n int
 }
 
-// verbsBatch is one call of do: its operations and how many are still posted.
+// verbsBatch is one call of do: its operations and how many are still posted. Batches are
+// pooled (verbsBatches): done carries one token per call, sent when the last operation has
+// finished and the call has stopped posting, and the call takes it on every path before it
+// returns, so a batch handed back holds no token and nothing refers to it.
 type verbsBatch struct {
 	ops         []Op
 	mu          sync.Mutex
 	outstanding int
 	posting     bool
-	done        chan struct{}
+	done        chan struct{} // capacity 1
 }
+
+var verbsBatches = sync.Pool{New: func() any { return &verbsBatch{done: make(chan struct{}, 1)} }}
 
 // finish records that n posted operations completed.
 func (bt *verbsBatch) finish(n int) {
 	bt.mu.Lock()
 	bt.outstanding -= n
 	if bt.outstanding == 0 && !bt.posting {
-		close(bt.done)
+		bt.done <- struct{}{}
 	}
 	bt.mu.Unlock()
 }
+
+// Scratch of do calls: the work requests of a chunk and the op index of each.
+var (
+	verbsWRs   scratch.Pool[verbs.SendWR]
+	verbsFirst scratch.Pool[int]
+)
 
 // Work request ids: tag << 32 | slot.
 const (
@@ -465,9 +477,17 @@ func (c *verbsConn) do(ctx context.Context, ops []Op) error {
 		}
 		return err
 	}
-	bt := &verbsBatch{ops: ops, posting: true, done: make(chan struct{})}
-	wrs := make([]verbs.SendWR, 0, min(len(ops), verbsPostChunk))
-	first := make([]int, 0, cap(wrs)) // op index of each gathered work request
+	bt := verbsBatches.Get().(*verbsBatch)
+	bt.ops, bt.outstanding, bt.posting = ops, 0, true
+	defer func() {
+		bt.ops = nil
+		verbsBatches.Put(bt)
+	}()
+	chunk := min(len(ops), verbsPostChunk)
+	pw, pf := verbsWRs.Get(chunk), verbsFirst.Get(chunk)
+	defer verbsWRs.Put(pw)
+	defer verbsFirst.Put(pf)
+	wrs, first := (*pw)[:0], (*pf)[:0] // first: op index of each gathered work request
 	var stop error
 	i := 0
 	for i < len(ops) && stop == nil {
@@ -524,7 +544,7 @@ func (c *verbsConn) do(ctx context.Context, ops []Op) error {
 	bt.mu.Lock()
 	bt.posting = false
 	if bt.outstanding == 0 {
-		close(bt.done)
+		bt.done <- struct{}{}
 	}
 	bt.mu.Unlock()
 	if err := c.await(ctx, bt.done); err != nil {

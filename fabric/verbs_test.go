@@ -166,3 +166,14 @@ func TestVerbsDeadlineInFlight(t *testing.T) {
 		t.Fatalf("server Recv after the client closed: %v, want ErrConnReset", err)
 	}
 }
+
+// TestVerbsDoAllocs: Conn.Do on verbs allocates nothing: a batch used to make five (the batch
+// and its done channel, the work request and index slices, and the posted count the verbs
+// package handed to C). The lab runs it without the race detector too (Makefile).
+func TestVerbsDoAllocs(t *testing.T) {
+	_, ip := labtest.Device(t)
+	// Spin long enough that the calls never wait on the completion channel: a blocking wait
+	// allocates (a context joining the caller's with the connection's), and the lab's rxe,
+	// under an emulated CPU, takes longer than the default spin for 32 atomics.
+	testDoAllocs(t, fabrictest.Connect(t, "verbs://"+net.JoinHostPort(ip, "0"), fabric.WithSpin(time.Second)))
+}

@@ -3,6 +3,14 @@ package verbs
 /*
 #include "shim.h"
 
+// The posting helpers copy the work requests and write *posted before they return; they keep
+// no pointer and call no Go: the caller's arguments need not move to the heap (an allocation
+// per post otherwise).
+#cgo noescape rk_post_send
+#cgo nocallback rk_post_send
+#cgo noescape rk_post_recv
+#cgo nocallback rk_post_recv
+
 static int rk_qp_state(struct ibv_qp *qp, int *state) {
 	struct ibv_qp_attr a;
 	struct ibv_qp_init_attr ia;

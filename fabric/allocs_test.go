@@ -1,0 +1,56 @@
+package fabric_test
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/fabric/fabrictest"
+)
+
+// testDoAllocs checks that Conn.Do of one fetch-add and of a batch of 32 allocates nothing on
+// the Go heap once warm (the caller reuses its ops). AllocsPerRun counts the whole process,
+// whose progress goroutines and completion waits may allocate when the machine is loaded:
+// the fewest of several batches is the call's own count.
+func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
+	if raceEnabled {
+		// `make test-cgocheck` (host) and the lab's run without the race detector count.
+		t.Skip("allocation counts under the race detector are random")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := p.Server.Alloc(4096, fabric.RemoteAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r := srv.Remote()
+	for _, n := range []int{1, 32} {
+		ops := make([]fabric.Op, n)
+		do := func() {
+			for i := range ops {
+				ops[i] = fabric.Op{Kind: fabric.OpAtomic, Atomic: fabric.FetchAdd, Remote: r, RemoteOff: 64, Operand: 1}
+			}
+			if err := p.ClientConn.Do(ctx, ops); err != nil {
+				t.Fatal(err)
+			}
+		}
+		do()
+		least := math.Inf(1)
+		for range 10 {
+			if least = min(least, testing.AllocsPerRun(100, do)); least == 0 {
+				break
+			}
+		}
+		if least != 0 {
+			t.Errorf("%d ops: %.2f allocations per Do at best in 10 batches", n, least)
+		}
+	}
+}
+
+// TestOFIDoAllocs: Conn.Do on tcp;ofi_rxm allocates nothing.
+func TestOFIDoAllocs(t *testing.T) {
+	testDoAllocs(t, fabrictest.Connect(t, "ofi+tcp://127.0.0.1:0"))
+}
