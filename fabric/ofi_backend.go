@@ -36,8 +36,9 @@ var providers = map[string][2]string{
 	"verbs":   {"verbs;ofi_rxm", "verbs"},
 }
 
-// atomicMap is how each fabric atomic maps onto libfabric.
-var atomicMap = map[AtomicOp]struct {
+// atomicMap is how each fabric atomic maps onto libfabric (an array: doLive indexes it per
+// operation, after Conn.Do has validated the op).
+var atomicMap = [numAtomicOps]struct {
 	kind ofi.OpKind
 	op   ofi.AtomicOp
 }{
@@ -123,8 +124,8 @@ func openOFI(a Addr, o options) (backend, error) {
 	b.c = Caps{Backend: "ofi", Provider: b.info.Provider(), Endpoint: map[ofi.EPType]string{ofi.EPRDM: "rdm",
 		ofi.EPMsg: "msg"}[b.epType], MaxMessage: o.maxMessage, MaxTransfer: b.info.MaxMsgSize()}
 	if b.info.Caps()&ofi.CapAtomic != 0 {
-		for a, m := range atomicMap {
-			if b.dom.QueryAtomic(m.kind, m.op, ofi.Uint64) == nil {
+		for a := FetchAdd; a < numAtomicOps; a++ {
+			if m := atomicMap[a]; b.dom.QueryAtomic(m.kind, m.op, ofi.Uint64) == nil {
 				b.c.Atomics = b.c.Atomics.With(a)
 			}
 		}
