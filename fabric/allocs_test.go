@@ -11,7 +11,7 @@ import (
 )
 
 // testDoAllocs checks that Conn.Do of one fetch-add and of a batch of 32 allocates nothing on
-// the Go heap once warm (the caller reuses its ops). AllocsPerRun counts the whole process,
+// the Go heap once warm (the caller reuses its ops), nor do FetchAdd, Read and Write. AllocsPerRun counts the whole process,
 // whose progress goroutines and completion waits may allocate when the machine is loaded:
 // the fewest of several batches is the call's own count.
 func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
@@ -46,6 +46,33 @@ func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 		}
 		if least != 0 {
 			t.Errorf("%d ops: %.2f allocations per Do at best in 10 batches", n, least)
+		}
+	}
+	// The one-op calls: their op used to escape in a slice of its own.
+	mem, err := p.Client.Alloc(4096, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	for name, call := range map[string]func() error{
+		"FetchAdd": func() error { _, err := p.ClientConn.FetchAdd(ctx, r, 64, 1); return err },
+		"Read":     func() error { return p.ClientConn.Read(ctx, mem, 0, r, 0, 64) },
+		"Write":    func() error { return p.ClientConn.Write(ctx, mem, 0, r, 128, 64) },
+	} {
+		do := func() {
+			if err := call(); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		do()
+		least := math.Inf(1)
+		for range 10 {
+			if least = min(least, testing.AllocsPerRun(100, do)); least == 0 {
+				break
+			}
+		}
+		if least != 0 {
+			t.Errorf("%s: %.2f allocations per call at best in 10 batches", name, least)
 		}
 	}
 }

@@ -148,19 +148,34 @@ func (c *Conn) validate(op *Op) error {
 
 // Read copies n bytes from the peer's region at roff into local memory at off.
 func (c *Conn) Read(ctx context.Context, m *Memory, off int, r Remote, roff uint64, n int) error {
-	return c.Do(ctx, []Op{{Kind: OpRead, Mem: m, Off: off, Len: n, Remote: r, RemoteOff: roff}})
+	_, err := c.doOne(ctx, Op{Kind: OpRead, Mem: m, Off: off, Len: n, Remote: r, RemoteOff: roff})
+	return err
 }
 
 // Write copies n bytes of local memory at off into the peer's region at roff.
 func (c *Conn) Write(ctx context.Context, m *Memory, off int, r Remote, roff uint64, n int) error {
-	return c.Do(ctx, []Op{{Kind: OpWrite, Mem: m, Off: off, Len: n, Remote: r, RemoteOff: roff}})
+	_, err := c.doOne(ctx, Op{Kind: OpWrite, Mem: m, Off: off, Len: n, Remote: r, RemoteOff: roff})
+	return err
 }
 
 // Atomic runs one atomic on the 8-byte word at roff and returns the word's previous value.
 func (c *Conn) Atomic(ctx context.Context, a AtomicOp, r Remote, roff, operand, compare uint64) (uint64, error) {
-	ops := []Op{{Kind: OpAtomic, Atomic: a, Remote: r, RemoteOff: roff, Operand: operand, Compare: compare}}
-	err := c.Do(ctx, ops)
-	return ops[0].Result, err
+	return c.doOne(ctx, Op{Kind: OpAtomic, Atomic: a, Remote: r, RemoteOff: roff, Operand: operand, Compare: compare})
+}
+
+// oneOps holds the op of the one-op calls (Read, Write, Atomic): a one-op slice handed to the
+// backend escapes, an allocation per call. Do keeps no reference to its ops once it returns.
+var oneOps = sync.Pool{New: func() any { return new([1]Op) }}
+
+// doOne runs op alone and returns its Result.
+func (c *Conn) doOne(ctx context.Context, op Op) (uint64, error) {
+	p := oneOps.Get().(*[1]Op)
+	p[0] = op
+	err := c.Do(ctx, p[:])
+	res := p[0].Result
+	*p = [1]Op{}
+	oneOps.Put(p)
+	return res, err
 }
 
 // FetchAdd adds delta to the word at roff and returns its previous value.
