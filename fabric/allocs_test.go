@@ -11,9 +11,9 @@ import (
 )
 
 // testDoAllocs checks that Conn.Do of one fetch-add and of a batch of 32 allocates nothing on
-// the Go heap once warm (the caller reuses its ops), nor do FetchAdd, Read and Write. AllocsPerRun counts the whole process,
-// whose progress goroutines and completion waits may allocate when the machine is loaded:
-// the fewest of several batches is the call's own count.
+// the Go heap once warm (the caller reuses its ops), nor do FetchAdd, Read and Write.
+// AllocsPerRun counts the whole process, whose progress goroutines and completion waits may
+// allocate when the machine is loaded: the fewest of several batches is the call's own count.
 func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 	if raceEnabled {
 		// `make test-cgocheck` (host) and the lab's run without the race detector count.
@@ -77,7 +77,7 @@ func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 	}
 }
 
-// TestOFIDoAllocs: Conn.Do on tcp;ofi_rxm allocates nothing.
+// TestOFIDoAllocs: Conn.Do and the one-op calls on tcp;ofi_rxm allocate nothing.
 func TestOFIDoAllocs(t *testing.T) {
 	testDoAllocs(t, fabrictest.Connect(t, "ofi+tcp://127.0.0.1:0"))
 }

@@ -167,9 +167,10 @@ func TestVerbsDeadlineInFlight(t *testing.T) {
 	}
 }
 
-// TestVerbsDoAllocs: Conn.Do on verbs allocates nothing: a batch used to make five (the batch
-// and its done channel, the work request and index slices, and the posted count the verbs
-// package handed to C). The lab runs it without the race detector too (Makefile).
+// TestVerbsDoAllocs: Conn.Do and the one-op calls on verbs allocate nothing: a Do used to make
+// four or five (the batch and its done channel, the work request and index slices, and the
+// posted count the verbs package handed to C). The lab runs it without the race detector too
+// (Makefile).
 func TestVerbsDoAllocs(t *testing.T) {
 	_, ip := labtest.Device(t)
 	// Spin long enough that the calls never wait on the completion channel: a blocking wait
