@@ -2,18 +2,17 @@ package fabric_test
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
 
 	"github.com/rdmakit/rdmakit/fabric"
 	"github.com/rdmakit/rdmakit/fabric/fabrictest"
+	"github.com/rdmakit/rdmakit/internal/allocs"
 )
 
 // testDoAllocs checks that Conn.Do of one fetch-add and of a batch of 32 allocates nothing on
-// the Go heap once warm (the caller reuses its ops), nor do FetchAdd, Read and Write.
-// AllocsPerRun counts the whole process, whose progress goroutines and completion waits may
-// allocate when the machine is loaded: the fewest of several batches is the call's own count.
+// the Go heap once warm (the caller reuses its ops), nor do FetchAdd, Read and Write (the
+// fewest of several batches: allocs.Least).
 func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 	if raceEnabled {
 		// `make test-cgocheck` (host) and the lab's run without the race detector count.
@@ -38,13 +37,7 @@ func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 			}
 		}
 		do()
-		least := math.Inf(1)
-		for range 10 {
-			if least = min(least, testing.AllocsPerRun(100, do)); least == 0 {
-				break
-			}
-		}
-		if least != 0 {
+		if least := allocs.Least(do); least != 0 {
 			t.Errorf("%d ops: %.2f allocations per Do at best in 10 batches", n, least)
 		}
 	}
@@ -65,13 +58,7 @@ func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 			}
 		}
 		do()
-		least := math.Inf(1)
-		for range 10 {
-			if least = min(least, testing.AllocsPerRun(100, do)); least == 0 {
-				break
-			}
-		}
-		if least != 0 {
+		if least := allocs.Least(do); least != 0 {
 			t.Errorf("%s: %.2f allocations per call at best in 10 batches", name, least)
 		}
 	}

@@ -2,11 +2,11 @@ package shmem_test
 
 import (
 	"errors"
-	"math"
 	"testing"
 	"time"
 
 	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/internal/allocs"
 	"github.com/rdmakit/rdmakit/shmem"
 )
 
@@ -155,17 +155,7 @@ func TestDoAllocs(t *testing.T) {
 			}
 		}
 		do() // connect, fill the pools
-		// AllocsPerRun counts the whole process's allocations, and the queues' progress
-		// goroutines allocate when they wake, more often on a loaded machine (operations then
-		// park): the fewest of several batches is the call's own count.
-		least := math.Inf(1)
-		for range 10 {
-			least = min(least, testing.AllocsPerRun(100, do))
-			if least == 0 {
-				break
-			}
-		}
-		if least != 0 {
+		if least := allocs.Least(do); least != 0 {
 			t.Errorf("%d ops: %.2f allocations per Do at best in 10 batches", n, least)
 		}
 	}
