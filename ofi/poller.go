@@ -86,17 +86,28 @@ func (p *poller) serve(self *CQ) {
 	if !p.mu.TryLock() {
 		return
 	}
-	n := 0
-	for _, q := range p.cqs {
-		if q != self && q.mu.TryLock() {
-			n += q.drainLocked()
-			q.mu.Unlock()
-		}
-	}
+	n, _ := p.drainQueues(self)
 	p.mu.Unlock()
 	if n > 0 {
 		p.last.Store(monoNow())
 	}
+}
+
+// drainQueues drains every queue of the domain but skip that nobody else is draining, and
+// returns the completions it reaped and how many queues it left to someone draining them.
+// p.mu is held.
+func (p *poller) drainQueues(skip *CQ) (drained, busy int) {
+	for _, q := range p.cqs {
+		switch {
+		case q == skip:
+		case q.mu.TryLock():
+			drained += q.drainLocked()
+			q.mu.Unlock()
+		default:
+			busy++
+		}
+	}
+	return drained, busy
 }
 
 // spinStart and spinDone bracket a spinner's spin (see spinners).
@@ -239,15 +250,8 @@ func (p *poller) loop() {
 			continue
 		}
 		p.rounds.Add(1)
-		n := 0
-		for _, q := range p.cqs {
-			if q.mu.TryLock() {
-				n += q.drainLocked()
-				q.mu.Unlock()
-			} else {
-				n++ // someone else drains it: the queue is in use
-			}
-		}
+		drained, busy := p.drainQueues(nil)
+		n := drained + busy // a queue someone else drains is in use
 		var cntr *C.struct_fid_cntr
 		if p.cntr != nil && p.cntr.enter() {
 			cntr = p.cntr.c
