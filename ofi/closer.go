@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Close ranks: a parent closes its children in ascending rank, so endpoints go before the
@@ -20,7 +21,8 @@ const (
 type node struct {
 	use      sync.RWMutex // held shared across C calls on the object, exclusively by close
 	mu       sync.Mutex
-	closed   bool
+	closed   bool          // under mu
+	closing  atomic.Bool   // closed, for isClosed: read on every operation, without mu
 	done     chan struct{} // closed when the object is closed
 	rank     int
 	parent   *node
@@ -58,11 +60,7 @@ func (n *node) enter() bool {
 func (n *node) exit() { n.use.RUnlock() }
 
 // isClosed reports whether Close has begun.
-func (n *node) isClosed() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.closed
-}
+func (n *node) isClosed() bool { return n.closing.Load() }
 
 // close releases the children (by rank, newest first within a rank), then the object itself.
 // A second call returns nil.
@@ -73,6 +71,7 @@ func (n *node) close() error {
 		return nil
 	}
 	n.closed = true
+	n.closing.Store(true)
 	close(n.done)
 	kids := slices.Clone(n.children)
 	n.children = nil

@@ -23,6 +23,9 @@ type Domain struct {
 
 	atomicMu sync.Mutex
 	atomics  map[atomicKey]error // fi_query_atomic results
+	// atomicOK marks the supported atomics (by kind, op and datatype) found so far: every atomic
+	// posted asks, and a lookup in atomics takes atomicMu.
+	atomicOK [3][atomicOKSize][atomicOKSize]atomic.Bool
 
 	// quiet is held shared around every post and CQ or counter read in the domain and
 	// exclusively around fi_trywait: rxm's trywait (libfabric 1.17) is not safe against
@@ -118,17 +121,24 @@ func (d *Domain) Close() error { return d.close() }
 // (OpCompareAtomic) atomics.
 func (d *Domain) QueryAtomic(kind OpKind, op AtomicOp, dt Datatype) error {
 	var flags uint64
+	var ki int
 	switch kind {
 	case OpAtomic:
 	case OpFetchAtomic:
-		flags = C.FI_FETCH_ATOMIC
+		flags, ki = C.FI_FETCH_ATOMIC, 1
 	case OpCompareAtomic:
-		flags = C.FI_COMPARE_ATOMIC
+		flags, ki = C.FI_COMPARE_ATOMIC, 2
 	default:
 		return fmt.Errorf("%w: %v is not an atomic kind", ErrInvalid, kind)
 	}
 	if d.isClosed() {
 		return ErrClosed
+	}
+	var ok *atomic.Bool
+	if uint(op) < atomicOKSize && uint(dt) < atomicOKSize {
+		if ok = &d.atomicOK[ki][op][dt]; ok.Load() {
+			return nil
+		}
 	}
 	k := atomicKey{op, dt, flags}
 	d.atomicMu.Lock()
@@ -146,5 +156,12 @@ func (d *Domain) QueryAtomic(kind OpKind, op AtomicOp, dt Datatype) error {
 		err = fmt.Errorf("%w: %s %s reports element size %d", ErrNotSupported, op, dt, attr.size)
 	}
 	d.atomics[k] = err
+	if err == nil && ok != nil {
+		ok.Store(true)
+	}
 	return err
 }
+
+// atomicOKSize bounds the atomic ops and datatypes Domain.atomicOK covers (libfabric has fewer
+// than 32 of each; others take the map).
+const atomicOKSize = 32

@@ -402,6 +402,10 @@ func TestCloseOrder(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
+	// a known answer to an atomics query is kept (it is asked on every atomic posted) ...
+	if err := a.dom.QueryAtomic(OpFetchAtomic, OpSum, Uint64); err != nil {
+		t.Fatalf("query: %v", err)
+	}
 	// closing the domain closes endpoint, queues and regions in order
 	if err := a.dom.Close(); err != nil {
 		t.Fatalf("domain close: %v", err)
@@ -422,6 +426,10 @@ func TestCloseOrder(t *testing.T) {
 	}
 	if _, err := a.av.Insert([]byte{1}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("av insert after close: %v", err)
+	}
+	// ... but not past Close
+	if err := a.dom.QueryAtomic(OpFetchAtomic, OpSum, Uint64); !errors.Is(err, ErrClosed) {
+		t.Fatalf("query after close: %v", err)
 	}
 }
 
