@@ -172,7 +172,7 @@ func shmemBench(args []string) int {
 	depth := fs.Int("depth", 32, "operations in flight when pipelined")
 	ops := fs.Int("ops", 10000, "operations per measurement and member")
 	spin := fs.Duration("spin", 200*time.Microsecond, "completion busy-poll time (fabric.WithSpin)")
-	rounds := fs.Int("rounds", 7, "rounds of each case, Go and C back to back (medians reported)")
+	rounds := fs.Int("rounds", 7, "rounds of each case, Go and both C loops back to back (medians reported)")
 	local := fs.Bool("local", false, "run the targeted member in this process too (default: a process of its own)")
 	if fs.Parse(args) != nil {
 		return 2

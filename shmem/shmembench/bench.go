@@ -1,8 +1,10 @@
 // Package shmembench measures shmem's atomics beside a C reference loop that makes the same
 // libfabric calls in the same process against the same target memory: fetch-add, CSWAP and
 // masked swap, one in flight and pipelined, with no contention (one member on a word of its
-// own) and with every member on one word. `rdmakit shmem bench` and the package's Go
-// benchmarks use it.
+// own) and with every member on one word. The loop runs twice per round: with the libfabric
+// setup package fabric makes (the reference: same calls, same queue attributes) and with the
+// leanest setup a busy-polling C program may use (no wait fd, FI_THREAD_DOMAIN), which shows
+// what the setup itself costs. `rdmakit shmem bench` and the package's Go benchmarks use it.
 package shmembench
 
 import (
@@ -185,9 +187,11 @@ func (c Case) String() string {
 // and each round's Go/C.
 type Result struct {
 	Case
-	Go, C float64
-	// Ratios are the rounds' Go/C, in ascending order (none when Go and C were set directly).
-	Ratios []float64
+	// C is the loop with fabric's setup (cref.Same), CLean with the lean one (cref.Lean).
+	Go, C, CLean float64
+	// Ratios are the rounds' Go/C, in ascending order (none when Go and C were set directly);
+	// LeanRatios the rounds' Go/CLean.
+	Ratios, LeanRatios []float64
 }
 
 // Ratio is the median of the rounds' Go/C, or Go over C without rounds.
@@ -196,6 +200,14 @@ func (r Result) Ratio() float64 {
 		return r.Go / r.C
 	}
 	return median(r.Ratios)
+}
+
+// LeanRatio is the median of the rounds' Go/CLean, or Go over CLean without rounds.
+func (r Result) LeanRatio() float64 {
+	if len(r.LeanRatios) == 0 {
+		return r.Go / r.CLean
+	}
+	return median(r.LeanRatios)
 }
 
 // median of sorted values.
@@ -207,37 +219,35 @@ func median(v []float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// runRounds runs the case rounds times, Go and C back to back with each first in turn.
+// runRounds runs the case rounds times: Go, the C loop with fabric's setup and the lean one back
+// to back, each first in turn.
 func (c *Cluster) runRounds(ctx context.Context, cs Case, ops, rounds int) (Result, error) {
 	r := Result{Case: cs}
-	var gos, cops []float64
+	var gos, cops, leans []float64
 	for i := range rounds {
-		var g, cr float64
-		var gerr, cerr error
-		if i%2 == 0 {
-			g, gerr = c.RunGo(ctx, cs, ops)
-			if gerr == nil {
-				cr, cerr = c.RunC(cs, ops)
+		var got [3]float64 // go, C, lean C
+		runs := [3]func() (float64, error){
+			func() (float64, error) { return c.RunGo(ctx, cs, ops) },
+			func() (float64, error) { return c.RunC(cs, ops) },
+			func() (float64, error) { return c.RunCLean(cs, ops) },
+		}
+		for k := range runs {
+			w := (i + k) % len(runs)
+			var err error
+			if got[w], err = runs[w](); err != nil {
+				return r, fmt.Errorf("%s: %s: %w", cs, [...]string{"go", "C", "lean C"}[w], err)
 			}
-		} else {
-			cr, cerr = c.RunC(cs, ops)
-			if cerr == nil {
-				g, gerr = c.RunGo(ctx, cs, ops)
-			}
 		}
-		if gerr != nil {
-			return r, fmt.Errorf("%s: go: %w", cs, gerr)
-		}
-		if cerr != nil {
-			return r, fmt.Errorf("%s: C: %w", cs, cerr)
-		}
-		gos, cops = append(gos, g), append(cops, cr)
-		r.Ratios = append(r.Ratios, g/cr)
+		gos, cops, leans = append(gos, got[0]), append(cops, got[1]), append(leans, got[2])
+		r.Ratios = append(r.Ratios, got[0]/got[1])
+		r.LeanRatios = append(r.LeanRatios, got[0]/got[2])
 	}
 	slices.Sort(gos)
 	slices.Sort(cops)
+	slices.Sort(leans)
 	slices.Sort(r.Ratios)
-	r.Go, r.C = median(gos), median(cops)
+	slices.Sort(r.LeanRatios)
+	r.Go, r.C, r.CLean = median(gos), median(cops), median(leans)
 	return r, nil
 }
 
@@ -296,9 +306,15 @@ func runGo(ctx context.Context, s *shmem.Segment, cs Case, off uint64, n int) er
 	return nil
 }
 
-// RunC runs the C loop for the case: one thread (no contention) or one per member the Go
-// path runs on (one word), each with its own endpoint, ops operations each, and returns ops/s.
-func (c *Cluster) RunC(cs Case, ops int) (float64, error) {
+// RunC runs the C loop for the case with fabric's setup (cref.Same): one thread (no
+// contention) or one per member the Go path runs on (one word), each with its own endpoint, ops
+// operations each, and returns ops/s.
+func (c *Cluster) RunC(cs Case, ops int) (float64, error) { return c.runC(cs, ops, cref.Same) }
+
+// RunCLean is RunC with the lean setup (cref.Lean).
+func (c *Cluster) RunCLean(cs Case, ops int) (float64, error) { return c.runC(cs, ops, cref.Lean) }
+
+func (c *Cluster) runC(cs Case, ops int, setup cref.Setup) (float64, error) {
 	r, err := c.local().Descriptor(0)
 	if err != nil {
 		return 0, err
@@ -308,7 +324,7 @@ func (c *Cluster) RunC(cs Case, ops int) (float64, error) {
 		threads, off = len(c.participants(cs)), 0
 	}
 	n, el, err := cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: off, Kind: crefKind[cs.Op],
-		Depth: cs.Depth, Ops: uint64(ops), Threads: threads})
+		Depth: cs.Depth, Ops: uint64(ops), Threads: threads, Setup: setup})
 	if err != nil {
 		return 0, err
 	}
@@ -353,7 +369,9 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 	defer c.Close()
 	var out []Result
 	if w != nil {
-		fmt.Fprintf(w, "%-40s %12s %12s %8s  %s\n", "case", "go ops/s", "C ops/s", "go/C", "rounds' go/C")
+		fmt.Fprintf(w, "C: the loop with fabric's libfabric setup; lean C: no wait fd, FI_THREAD_DOMAIN\n")
+		fmt.Fprintf(w, "%-40s %10s %10s %6s %11s %10s %7s\n", "case", "go ops/s", "C ops/s", "go/C",
+			"rounds", "lean C", "go/lean")
 	}
 	for _, cs := range Cases(cfg.Depth) {
 		r, err := c.runRounds(ctx, cs, cfg.Ops, cfg.Rounds)
@@ -362,15 +380,16 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 		}
 		out = append(out, r)
 		if w != nil {
-			fmt.Fprintf(w, "%-40s %12.0f %12.0f %8.2f  %.2f-%.2f\n", cs, r.Go, r.C, r.Ratio(),
-				r.Ratios[0], r.Ratios[len(r.Ratios)-1])
+			fmt.Fprintf(w, "%-40s %10.0f %10.0f %6.2f %5.2f-%5.2f %10.0f %7.2f\n", cs, r.Go, r.C, r.Ratio(),
+				r.Ratios[0], r.Ratios[len(r.Ratios)-1], r.CLean, r.LeanRatio())
 		}
 	}
 	if w != nil {
 		fmt.Fprintln(w, "\npipelined / one in flight:")
 		for i := 0; i+1 < len(out); i += 2 {
 			one, pip := out[i], out[i+1]
-			fmt.Fprintf(w, "%-40s go %6.2fx  C %6.2fx\n", pip.Case, pip.Go/one.Go, pip.C/one.C)
+			fmt.Fprintf(w, "%-40s go %6.2fx  C %6.2fx  lean C %6.2fx\n", pip.Case, pip.Go/one.Go,
+				pip.C/one.C, pip.CLean/one.CLean)
 		}
 	}
 	return out, nil

@@ -105,8 +105,8 @@ func TestServedCluster(t *testing.T) {
 	}
 }
 
-// TestRunRounds checks that a case runs its rounds of Go and C back to back (every operation
-// of both lands on the target) and reports medians and each round's ratio.
+// TestRunRounds checks that a case runs its rounds of Go and both C loops back to back (every
+// operation of each lands on the target) and reports medians and each round's ratios.
 func TestRunRounds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -124,16 +124,21 @@ func TestRunRounds(t *testing.T) {
 	if len(r.Ratios) != rounds || !slices.IsSorted(r.Ratios) || r.Ratio() != r.Ratios[1] {
 		t.Errorf("ratios %v, median %v", r.Ratios, r.Ratio())
 	}
-	if r.Go <= 0 || r.C <= 0 {
-		t.Errorf("go %v, C %v ops/s", r.Go, r.C)
+	if len(r.LeanRatios) != rounds || !slices.IsSorted(r.LeanRatios) || r.LeanRatio() != r.LeanRatios[1] {
+		t.Errorf("lean ratios %v, median %v", r.LeanRatios, r.LeanRatio())
 	}
-	for who, off := range map[string]uint64{"go": wordFor(cs, 1), "C": wordFor(cs, len(c.Segs)+1)} {
-		if v, err := c.Segs[1].Load(ctx, 0, off); err != nil || v != ops*rounds {
-			t.Errorf("%s's word: %d, %v; want %d", who, v, err, ops*rounds)
+	if r.Go <= 0 || r.C <= 0 || r.CLean <= 0 {
+		t.Errorf("go %v, C %v, lean C %v ops/s", r.Go, r.C, r.CLean)
+	}
+	// Both C loops work on the C word.
+	for who, w := range map[string]struct{ off, n uint64 }{"go": {wordFor(cs, 1), ops * rounds},
+		"C": {wordFor(cs, len(c.Segs)+1), 2 * ops * rounds}} {
+		if v, err := c.Segs[1].Load(ctx, 0, w.off); err != nil || v != w.n {
+			t.Errorf("%s's word: %d, %v; want %d", who, v, err, w.n)
 		}
 	}
-	if m := (Result{Go: 3, C: 4}).Ratio(); m != 0.75 {
-		t.Errorf("ratio without rounds %v, want Go/C", m)
+	if m := (Result{Go: 3, C: 4, CLean: 6}); m.Ratio() != 0.75 || m.LeanRatio() != 0.5 {
+		t.Errorf("ratios without rounds %v, %v; want Go/C, Go/CLean", m.Ratio(), m.LeanRatio())
 	}
 	if m := median([]float64{1, 2, 4, 8}); m != 3 {
 		t.Errorf("median of an even count %v, want 3", m)
@@ -144,6 +149,8 @@ func TestRunRounds(t *testing.T) {
 // compare-and-swap loop one in flight against a word already holding a value swaps on every
 // operation, since the warm-up read the word (a loop that starts cold expects 0 and misses once).
 // The same round trip sets up rxm's connection, which a timed loop would otherwise pay for.
+// It runs with both setups, and checks that each got what it asks for: fabric's (a wait fd,
+// tagged entries, a thread-safe domain) and the lean one (none of these).
 func TestCRefWarmUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -152,7 +159,7 @@ func TestCRefWarmUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	const off, start, ops = 256, 1000, 50
+	const off, start, ops = 256, 1000, 50 // untyped: want below is an int
 	if _, err := c.Segs[1].Store(ctx, 0, off, start); err != nil {
 		t.Fatal(err)
 	}
@@ -160,12 +167,21 @@ func TestCRefWarmUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _, err := cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: off, Kind: cref.CompareSwap, Depth: 1,
-		Ops: ops, Threads: 1})
-	if err != nil || n != ops {
-		t.Fatalf("C loop: %d operations, %v", n, err)
-	}
-	if v, err := c.Segs[1].Load(ctx, 0, off); err != nil || v != start+ops {
-		t.Errorf("word after %d compare-and-swaps from %d: %d, %v; want %d", ops, start, v, err, start+ops)
+	want := start
+	for _, setup := range []cref.Setup{cref.Same, cref.Lean} {
+		var got cref.Got
+		n, _, err := cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: off, Kind: cref.CompareSwap, Depth: 1,
+			Ops: ops, Threads: 1, Setup: setup, Got: &got})
+		if err != nil || n != ops {
+			t.Fatalf("%s C loop: %d operations, %v", setup, n, err)
+		}
+		want += ops
+		if v, err := c.Segs[1].Load(ctx, 0, off); err != nil || v != uint64(want) {
+			t.Errorf("%s: word after %d compare-and-swaps: %d, %v; want %d", setup, ops, v, err, want)
+		}
+		same := setup == cref.Same
+		if got != (cref.Got{WaitFD: same, Tagged: same, ThreadSafe: same}) {
+			t.Errorf("%s setup got %+v", setup, got)
+		}
 	}
 }

@@ -2,7 +2,9 @@
 // the Go path makes (fi_fetch_atomic for fetch-add, fi_compare_atomic for compare-and-swap and
 // masked swap, on uint64), issued by plain C against a segment member served by Go, in batches
 // (post depth, reap depth) like Segment.Do. Its endpoints are its own: one fabric, domain,
-// completion queue and RDM endpoint per thread, busy-polling its completion queue.
+// completion queue and RDM endpoint per thread, busy-polling its completion queue. It opens
+// them as package fabric does (Same) or as lean as a single-threaded busy-polling C program
+// may (Lean).
 package cref
 
 /*
@@ -26,11 +28,12 @@ enum { CREF_WARM = 0, CREF_FADD = 1, CREF_CSWAP = 2, CREF_MSWAP = 3 };
 typedef struct {
 	const char *prov, *node, *service;
 	uint64_t raddr, key;
-	int kind, depth;
+	int kind, depth, lean, shm;
 	uint64_t nops;
 	int64_t stall_ns; // give up when a batch has waited this long (a dead target)
 	// outputs
 	uint64_t done;
+	int wait_fd, tagged, threading; // the setup obtained
 	int err;
 	char msg[160];
 	// internal
@@ -83,14 +86,43 @@ static int cref_setup(cref_job *j) {
 	hints->ep_attr->type = FI_EP_RDM;
 	hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
 	hints->domain_attr->threading = FI_THREAD_DOMAIN;
+	if (!j->lean) { // fabric's ofi backend (fabric/ofi_backend.go)
+		hints->caps |= FI_TAGGED;
+		hints->domain_attr->threading = FI_THREAD_SAFE;
+		if (j->shm)
+			hints->caps |= FI_RMA_EVENT;
+		else
+			hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
+	}
 	hints->fabric_attr->prov_name = strdup(j->prov);
 	int rc = fi_getinfo(FI_VERSION(1, 17), j->node, j->service, 0, hints, &j->info);
 	fi_freeinfo(hints);
 	if (rc) return cref_fail(j, "fi_getinfo", rc);
+	if (j->lean) // rxm answers FI_THREAD_SAFE, and locks for that, when FI_THREAD_DOMAIN is asked
+		j->info->domain_attr->threading = FI_THREAD_DOMAIN;
 	if ((rc = fi_fabric(j->info->fabric_attr, &j->fab, NULL))) return cref_fail(j, "fi_fabric", rc);
 	if ((rc = fi_domain(j->fab, j->info, &j->dom, NULL))) return cref_fail(j, "fi_domain", rc);
+	// Lean: context entries, no wait object. Same: what ofi.Domain.OpenCQ asks for (tagged
+	// entries and a wait fd, each where the provider has them).
 	struct fi_cq_attr ca = { .size = (size_t)j->depth * 2 + 64, .format = FI_CQ_FORMAT_CONTEXT, .wait_obj = FI_WAIT_NONE };
-	if ((rc = fi_cq_open(j->dom, &ca, &j->cq, NULL))) return cref_fail(j, "fi_cq_open", rc);
+	rc = -FI_ENOSYS;
+	if (!j->lean) {
+		enum fi_cq_format formats[2] = { FI_CQ_FORMAT_TAGGED, FI_CQ_FORMAT_DATA };
+		for (int i = 0; i < 2 && rc; i++) {
+			ca.format = formats[i];
+			ca.wait_obj = FI_WAIT_FD;
+			if ((rc = fi_cq_open(j->dom, &ca, &j->cq, NULL))) {
+				ca.wait_obj = FI_WAIT_NONE;
+				rc = fi_cq_open(j->dom, &ca, &j->cq, NULL);
+			}
+		}
+	} else {
+		rc = fi_cq_open(j->dom, &ca, &j->cq, NULL);
+	}
+	if (rc) return cref_fail(j, "fi_cq_open", rc);
+	j->wait_fd = ca.wait_obj == FI_WAIT_FD;
+	j->tagged = ca.format == FI_CQ_FORMAT_TAGGED;
+	j->threading = j->info->domain_attr->threading;
 	struct fi_av_attr aa = { .type = FI_AV_TABLE, .count = 4 };
 	if ((rc = fi_av_open(j->dom, &aa, &j->av, NULL))) return cref_fail(j, "fi_av_open", rc);
 	if ((rc = fi_endpoint(j->dom, j->info, &j->ep, NULL))) return cref_fail(j, "fi_endpoint", rc);
@@ -147,7 +179,7 @@ static int cref_post_retry(cref_job *j, int kind, int i, uint64_t cur, uint64_t 
 // cref_reap reads n completions. It returns 0, or -1 with the job failed (an error completion,
 // a failed read, or the stall limit passed since *since).
 static int cref_reap(cref_job *j, int n, struct timespec *since) {
-	struct fi_cq_entry ent[64];
+	struct fi_cq_tagged_entry ent[64]; // room for any format
 	for (int got = 0, idle = 0; got < n;) {
 		ssize_t rc = fi_cq_read(j->cq, ent, 64);
 		if (rc == -FI_EAGAIN) {
@@ -250,6 +282,32 @@ const (
 	MaskedSwap  Kind = C.CREF_MSWAP // fi_compare_atomic FI_MSWAP of the low byte
 )
 
+// Setup is how the loop opens its endpoint and completion queue.
+type Setup int
+
+// Setups.
+const (
+	// Same is the libfabric setup of package fabric's ofi backend, which the Go path runs on:
+	// FI_THREAD_SAFE, FI_TAGGED, FI_DELIVERY_COMPLETE as default transmit flags (shm:
+	// FI_RMA_EVENT instead), a completion queue of tagged entries with a FI_WAIT_FD wait
+	// object where the provider has them (what Go's poller waits on). The loop itself never
+	// waits on the fd.
+	Same Setup = iota
+	// Lean is what a single-threaded C program that only ever busy-polls may ask for:
+	// FI_THREAD_DOMAIN, no tagged messages, default transmit flags, a completion queue of
+	// context entries without a wait object. On tcp;ofi_rxm the wait fd alone costs about a
+	// microsecond per operation one in flight (measured with this loop).
+	Lean
+)
+
+// String is "same" or "lean".
+func (s Setup) String() string {
+	if s == Lean {
+		return "lean"
+	}
+	return "same"
+}
+
 // Job is one run of the loop.
 type Job struct {
 	// Addr is the fabric address of the segment member whose memory is targeted (its
@@ -267,6 +325,17 @@ type Job struct {
 	// Stall ends the run with an error when a batch waits this long (default 30s): a dead
 	// target never answers.
 	Stall time.Duration
+	// Setup is how the endpoints are opened (default Same).
+	Setup Setup
+	// Got, if not nil, receives what the first thread's setup obtained.
+	Got *Got
+}
+
+// Got is what a setup obtained from the provider.
+type Got struct {
+	WaitFD     bool // the completion queue has a FI_WAIT_FD wait object
+	Tagged     bool // its entries are FI_CQ_FORMAT_TAGGED
+	ThreadSafe bool // the domain is FI_THREAD_SAFE
 }
 
 // Run runs the job and returns the operations completed and the wall time of the loops. Setup is
@@ -318,8 +387,13 @@ func Run(j Job) (uint64, time.Duration, error) {
 		jb.raddr, jb.key = C.uint64_t(j.Remote.Addr+j.Off), C.uint64_t(j.Remote.Key)
 		jb.kind, jb.depth, jb.nops = C.int(j.Kind), C.int(j.Depth), C.uint64_t(j.Ops)
 		jb.stall_ns = C.int64_t(stall)
+		jb.lean, jb.shm = C.int(boolInt(j.Setup == Lean)), C.int(boolInt(a.Provider == "shm"))
 	}
 	ns := C.cref_run(&jobs[0], C.int(j.Threads))
+	if j.Got != nil && jobs[0].err == 0 {
+		*j.Got = Got{WaitFD: jobs[0].wait_fd != 0, Tagged: jobs[0].tagged != 0,
+			ThreadSafe: jobs[0].threading == C.FI_THREAD_SAFE}
+	}
 	var done uint64
 	for i := range j.Threads {
 		if jobs[i].err != 0 {
@@ -328,4 +402,11 @@ func Run(j Job) (uint64, time.Duration, error) {
 		done += uint64(jobs[i].done)
 	}
 	return done, time.Duration(ns), nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
