@@ -69,3 +69,39 @@ func TestAssistSet(t *testing.T) {
 		t.Errorf("%d fds open after close, %d before", got, fds0)
 	}
 }
+
+// Spinners look at the set every other poll until assistIdleLooks looks in a row find nothing,
+// then every 16th, and every other again after a look that finds work.
+func TestAssistBacksOff(t *testing.T) {
+	var a assistSet
+	due := func() (n int) {
+		for i := range 64 {
+			if a.due(i) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := due(); n != 32 {
+		t.Fatalf("fresh set: %d looks in 64 polls, want 32", n)
+	}
+	for range assistIdleLooks - 1 {
+		a.looked(false)
+	}
+	if n := due(); n != 32 {
+		t.Fatalf("after %d empty looks: %d looks in 64 polls, want 32", assistIdleLooks-1, n)
+	}
+	for range 10 {
+		a.looked(false)
+	}
+	if n := due(); n != 4 {
+		t.Fatalf("idle: %d looks in 64 polls, want 4", n)
+	}
+	if m := a.misses.Load(); m != assistIdleLooks {
+		t.Errorf("misses %d, want it to stop at %d", m, assistIdleLooks)
+	}
+	a.looked(true)
+	if n := due(); n != 32 {
+		t.Fatalf("after a look found work: %d looks in 64 polls, want 32", n)
+	}
+}

@@ -468,7 +468,7 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, wa
 			} else if i&63 == 0 && time.Now().After(spinUntil) {
 				break
 			}
-			if i&1 == 1 {
+			if assist.due(i) {
 				assist.help(q) // Go finds netpoller goroutines late while anything spins
 			}
 			if pp != nil && i&7 == 7 {
