@@ -96,6 +96,10 @@ static int cref_setup(cref_job *j) {
 	}
 	hints->fabric_attr->prov_name = strdup(j->prov);
 	int rc = fi_getinfo(FI_VERSION(1, 17), j->node, j->service, 0, hints, &j->info);
+	if (rc == -FI_ENODATA && hints->tx_attr->op_flags) { // as fabric does (verbs lacks it)
+		hints->tx_attr->op_flags = 0;
+		rc = fi_getinfo(FI_VERSION(1, 17), j->node, j->service, 0, hints, &j->info);
+	}
 	fi_freeinfo(hints);
 	if (rc) return cref_fail(j, "fi_getinfo", rc);
 	if (j->lean) // rxm answers FI_THREAD_SAFE, and locks for that, when FI_THREAD_DOMAIN is asked
