@@ -55,16 +55,24 @@ static int rkb_open(rkb_side *s, const char *prov, size_t len) {
 	h->fabric_attr->prov_name = strdup(prov);
 	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
 	h->domain_attr->threading = FI_THREAD_SAFE;
-	h->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
+	// As the Go side asks (gopair.go): no default transmit flags (writes ask for
+	// FI_DELIVERY_COMPLETE per operation, in both), peers' RMA counted on shm.
 	int shm = strcmp(prov, "shm") == 0;
+	if (shm)
+		h->caps |= FI_RMA_EVENT;
 	rc = fi_getinfo(FI_VERSION(1, 17), shm ? NULL : "127.0.0.1", NULL, shm ? 0 : FI_SOURCE, h, &s->info);
 	fi_freeinfo(h);
 	if (rc) return rc;
 	if ((rc = fi_fabric(s->info->fabric_attr, &s->fab, NULL))) return rc;
 	if ((rc = fi_domain(s->fab, s->info, &s->dom, NULL))) return rc;
 	if ((rc = fi_endpoint(s->dom, s->info, &s->ep, NULL))) return rc;
-	struct fi_cq_attr ca = { .size = 1024, .format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_NONE };
-	if ((rc = fi_cq_open(s->dom, &ca, &s->cq, NULL))) return rc;
+	// A wait fd where the provider has one, as ofi.Domain.OpenCQ opens the Go side's queue (it
+	// costs tcp;ofi_rxm about a microsecond per round trip); the loops never wait on it.
+	struct fi_cq_attr ca = { .size = 1024, .format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_FD };
+	if ((rc = fi_cq_open(s->dom, &ca, &s->cq, NULL))) {
+		ca.wait_obj = FI_WAIT_NONE;
+		if ((rc = fi_cq_open(s->dom, &ca, &s->cq, NULL))) return rc;
+	}
 	struct fi_av_attr aa = { .type = FI_AV_TABLE, .count = 4 };
 	if ((rc = fi_av_open(s->dom, &aa, &s->av, NULL))) return rc;
 	if ((rc = fi_ep_bind(s->ep, &s->cq->fid, FI_TRANSMIT | FI_RECV))) return rc;
