@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -28,6 +29,8 @@ type Endpoint struct {
 	rxcq   *CQ
 	av     *AV
 	eq     *EQ
+
+	latencyPosts atomic.Uint64 // posting calls on the latency path (retries too), ever
 }
 
 // CQ binding flags for BindCQ.
@@ -249,7 +252,7 @@ func (e *Endpoint) Do(ctx context.Context, ops []Op) error {
 	var first error
 	for reaped < len(ops) {
 		if posted < len(ops) && first == nil {
-			n, err := e.post(ctx, k, ops, cops, ids, posted, posted > reaped)
+			n, err := e.post(ctx, k, ops, cops, ids, posted, posted > reaped, true)
 			posted += n
 			if err != nil {
 				for i := posted; i < len(ops); i++ {
@@ -285,8 +288,9 @@ var (
 )
 
 // post posts ops[from:] until a queue is full (when busy, some are in flight already) and
-// returns how many it posted.
-func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, ids []int32, from int, busy bool) (int, error) {
+// returns how many it posted. With waits the caller waits for them next, so a lone operation
+// takes the latency path (posted and polled for in one cgo call); Post's caller goes on.
+func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, ids []int32, from int, busy, waits bool) (int, error) {
 	for {
 		n := 0
 		for i := from; i < len(ops); i++ {
@@ -345,7 +349,8 @@ func (e *Endpoint) post(ctx context.Context, k *call, ops []Op, cops []C.rk_op, 
 			recv = recv || ops[i].Kind.isRecv()
 		}
 		alone := e.domain.lockPost(recv)
-		if n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
+		if waits && n == 1 && !busy && from == len(ops)-1 && e.cqFor(ops[from].Kind).mu.TryLock() {
+			e.latencyPosts.Add(1)
 			// Latency path: post and poll in one cgo call, for at most latencyPathPoll.
 			q := e.cqFor(ops[from].Kind)
 			got = C.rk_post_drain(e.c, &cops[from], 1, &k.c.rc, q.c, &q.comps[0], C.int(len(q.comps)),

@@ -1,41 +1,80 @@
 package ofi
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
 
-// TestLatencyPathPollsForATime checks that the cgo call posting a lone operation polls for its
-// completion for latencyPathPoll, not for a number of polls: a lone receive that nothing
-// matches keeps its Post in that call for the whole time (64 polls, what the call made before,
-// took well under a millisecond), and with no time at all the call returns after one poll.
-// The message sent afterwards still reaches the receive.
+// TestLatencyPathPollsForATime checks that the cgo call posting a lone operation its caller
+// waits for polls for its completion for latencyPathPoll, not for a number of polls: a lone
+// receive that nothing matches, with a context that ends after a millisecond, keeps Do in that
+// call for the whole time (64 polls, what the call made before, took well under a
+// millisecond), and with no time at all Do returns soon after the context ends. (A post finding
+// the queue drained by someone else just then skips the path: such tries are repeated.)
 func TestLatencyPathPollsForATime(t *testing.T) {
+	a, _ := rdmPair(t, "tcp;ofi_rxm", CapMsg)
+	abuf := a.reg(t, 4096, AccessLocal)
+	defer func(d time.Duration) { latencyPathPoll = d }(latencyPathPoll)
+	for _, d := range []time.Duration{30 * time.Millisecond, 0} {
+		latencyPathPoll = d
+		for try := 0; ; try++ {
+			ctx, cancel := context.WithTimeout(testCtx(t), time.Millisecond)
+			before := a.ep.latencyPosts.Load()
+			start := time.Now()
+			_, err := a.ep.Recv(ctx, abuf.Bytes()[:64], abuf, AddrUnspec)
+			took := time.Since(start)
+			cancel()
+			if !errors.Is(err, ErrTimeout) {
+				t.Fatalf("poll for %v: unmatched receive: %v, want ErrTimeout", d, err)
+			}
+			if a.ep.latencyPosts.Load() == before {
+				if try == 20 {
+					t.Fatalf("poll for %v: no receive took the latency path in %d tries", d, try+1)
+				}
+				continue
+			}
+			if took < d {
+				t.Errorf("poll for %v: the receive returned after %v", d, took)
+			}
+			if took > d+5*time.Second {
+				t.Errorf("poll for %v: the receive took %v", d, took)
+			}
+			break
+		}
+	}
+}
+
+// TestPostSkipsLatencyPath checks that Post, whose caller goes on, never polls in the posting
+// call: a pre-posted receive used to spin there for latencyPathPoll (or until any completion),
+// a pingpong's round trip spent waiting before the send the reply answers (on shm 14 us a
+// round trip instead of 3). A one-op Do takes the path.
+func TestPostSkipsLatencyPath(t *testing.T) {
 	ctx := testCtx(t)
 	a, b := rdmPair(t, "tcp;ofi_rxm", CapMsg)
 	abuf := a.reg(t, 4096, AccessLocal)
 	bbuf := b.reg(t, 4096, AccessLocal)
-	defer func(d time.Duration) { latencyPathPoll = d }(latencyPathPoll)
-	for _, d := range []time.Duration{30 * time.Millisecond, 0} {
-		latencyPathPoll = d
+	sends := b.ep.latencyPosts.Load()
+	for i := range 20 {
 		r := Op{Kind: OpRecv, Buf: abuf.Bytes()[:64], MR: abuf, Peer: AddrUnspec}
-		start := time.Now()
+		before := a.ep.latencyPosts.Load()
 		tk, err := a.ep.Post(ctx, &r)
-		took := time.Since(start)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if took < d {
-			t.Errorf("poll for %v: the posting call returned after %v", d, took)
-		}
-		if took > d+5*time.Second {
-			t.Errorf("poll for %v: the posting call took %v", d, took)
+		if n := a.ep.latencyPosts.Load() - before; n != 0 {
+			t.Errorf("post %d: %d posting calls on the latency path", i, n)
 		}
 		if err := b.ep.Send(ctx, bbuf.Bytes()[:8], bbuf, b.peer); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.ep.Wait(ctx, &r, tk); err != nil || r.Len != 8 {
-			t.Fatalf("poll for %v: receive: %d bytes, %v", d, r.Len, err)
+			t.Fatalf("receive %d: %d bytes, %v", i, r.Len, err)
 		}
+	}
+	// A send takes the path unless the queue is being drained just then.
+	if b.ep.latencyPosts.Load() == sends {
+		t.Error("no send took the latency path")
 	}
 }

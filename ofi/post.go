@@ -47,7 +47,7 @@ func (e *Endpoint) Post(ctx context.Context, op *Op) (Ticket, error) {
 	cops := unsafe.Slice(&k.c.op, 1)
 	ids := [1]int32{}
 	for {
-		n, err := e.post(ctx, k, unsafe.Slice(op, 1), cops, ids[:], 0, false)
+		n, err := e.post(ctx, k, unsafe.Slice(op, 1), cops, ids[:], 0, false, false)
 		if err != nil {
 			return Ticket{}, err
 		}
