@@ -34,6 +34,12 @@ type Ticket struct{ id int32 }
 // its ticket. The op's buffer belongs to the operation until Wait returns. Exactly one Wait
 // must follow every successful Post.
 func (e *Endpoint) Post(ctx context.Context, op *Op) (Ticket, error) {
+	return e.postOne(ctx, op, false)
+}
+
+// postOne is Post; with waits the operation takes the latency path, as if its caller waited
+// for it next (TestLatencyPathPollsForATime times the posting call so).
+func (e *Endpoint) postOne(ctx context.Context, op *Op, waits bool) (Ticket, error) {
 	if e.isClosed() {
 		return Ticket{}, ErrClosed
 	}
@@ -47,7 +53,7 @@ func (e *Endpoint) Post(ctx context.Context, op *Op) (Ticket, error) {
 	cops := unsafe.Slice(&k.c.op, 1)
 	ids := [1]int32{}
 	for {
-		n, err := e.post(ctx, k, unsafe.Slice(op, 1), cops, ids[:], 0, false, false)
+		n, err := e.post(ctx, k, unsafe.Slice(op, 1), cops, ids[:], 0, false, waits)
 		if err != nil {
 			return Ticket{}, err
 		}
