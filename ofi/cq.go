@@ -77,6 +77,7 @@ type CQ struct {
 	fdWaits      atomic.Uint64 // waits of the progress goroutine on the fd that ended, ever
 	standbys     atomic.Uint64 // standBy waits that ended, ever
 	orphaned     atomic.Bool   // an endpoint bound to the queue closed: fi_trywait is unsafe now
+	eps          atomic.Int32  // endpoints bound to the queue and not closed
 	progressOnce sync.Once
 	polled       bool // driven by the domain's poller (no wait fd), set by progressOnce
 	stop         chan struct{}
@@ -362,8 +363,12 @@ func getWord(b []byte, dt Datatype) uint64 {
 func (q *CQ) drainLocked() int { return q.drain(false) }
 
 // drain is drainLocked; with try it reads nothing while a progress goroutine of the domain
-// holds or waits for the quiet lock (fi_trywait), instead of parking until it is done.
+// holds or waits for the quiet lock (fi_trywait), instead of parking until it is done. A queue
+// whose endpoints are all closed is not read (unbound).
 func (q *CQ) drain(try bool) int {
+	if q.unbound() {
+		return 0
+	}
 	total := 0
 	for {
 		if !try {
@@ -384,6 +389,13 @@ func (q *CQ) drain(try bool) int {
 		}
 	}
 }
+
+// unbound reports whether every endpoint bound to the queue has closed (and one had been
+// bound): rxm (libfabric 1.17) crashed in fi_cq_read on such a queue, between the endpoint's
+// close and the queue's, after a receive on it had been cancelled (an ofi Recv whose context
+// ended). Its operations have all ended with the endpoint; a newly bound endpoint makes it
+// readable again.
+func (q *CQ) unbound() bool { return q.orphaned.Load() && q.eps.Load() <= 0 }
 
 // readFailed records that the queue itself failed: rk_cq_drain returned the negative fi errno
 // rc. Waiters report it.
@@ -563,6 +575,17 @@ func (q *CQ) progress() {
 				continue
 			}
 			recheck = standbyRecheck
+		}
+		if q.unbound() {
+			// Nothing to serve until an endpoint is bound again, or the queue closes.
+			t := time.NewTimer(tickMin)
+			select {
+			case <-q.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
 		}
 		q.mu.Lock()
 		n := q.drainLocked()

@@ -77,6 +77,7 @@ func (e *Endpoint) release() error {
 	err := fiErr("fi_close(ep)", C.ssize_t(C.fi_close(&e.c.fid)))
 	e.domain.quiet.Unlock()
 	for _, q := range locked {
+		q.eps.Add(-1)
 		q.mu.Unlock()
 	}
 	return err
@@ -92,6 +93,9 @@ func (e *Endpoint) Domain() *Domain { return e.domain }
 func (e *Endpoint) BindCQ(cq *CQ, flags uint64) error {
 	if err := e.ctl("fi_ep_bind(cq)", &cq.node, func() C.int { return C.fi_ep_bind(e.c, &cq.c.fid, C.uint64_t(flags)) }); err != nil {
 		return err
+	}
+	if e.txcq != cq && e.rxcq != cq {
+		cq.eps.Add(1)
 	}
 	if flags&BindTransmit != 0 {
 		e.txcq = cq
