@@ -578,12 +578,8 @@ func (q *CQ) progress() {
 		}
 		if q.unbound() {
 			// Nothing to serve until an endpoint is bound again, or the queue closes.
-			t := time.NewTimer(tickMin)
-			select {
-			case <-q.stop:
-				t.Stop()
+			if !q.sleep(tickMin) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
@@ -666,13 +662,21 @@ func (q *CQ) progress() {
 			idle *= 2
 		}
 
-		t := time.NewTimer(idle)
-		select {
-		case <-q.stop:
-			t.Stop()
+		if !q.sleep(idle) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d, or until the queue stops; it reports whether the queue is still running.
+func (q *CQ) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	select {
+	case <-q.stop:
+		t.Stop()
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
