@@ -36,7 +36,7 @@ const (
 	byeTag     = 0x726b2d627965 // "rk-bye"
 	ackTag     = 0x726b2d61636b // "rk-ack"
 	byeTimeout = 500 * time.Millisecond
-	ctlBytes   = 4 * 8 // goodbye in, answer in, goodbye out, answer out
+	ctlBytes   = 6 * 8 // goodbye in, answer in, goodbye out, answer out, keepalive in and out (ofi_alive.go)
 )
 
 // ctl returns control word i of the send buffer (see ctlBytes).
@@ -57,6 +57,8 @@ func (c *ofiConn) watchBye(peerName []byte) {
 		close(c.watchDone)
 		return // the endpoint is closing; nothing to watch
 	}
+	c.byeOp, c.byeTicket = op, t
+	c.watchPeer()
 	go func() {
 		defer close(c.watchDone)
 		// Watch, not Wait: a waiter parked for the connection's whole life would keep its

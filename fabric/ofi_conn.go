@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,7 +30,8 @@ type ofiConn struct {
 	rops     []ofi.Op
 	rtickets []ofi.Ticket
 	rhead    int
-	rerr     error // a receive could not be posted again: the ring is broken from rhead on
+	rdead    []bool // receive i could not be posted again (the endpoint closed): Recv fails there
+	rerr     error  // why the first of them could not
 
 	sbuf   *ofi.Buffer
 	smr    *ofi.MR
@@ -50,9 +52,19 @@ type ofiConn struct {
 	watchDone  chan struct{}
 	goneCtx    context.Context
 	goneCancel context.CancelFunc
-	shmSelf    string // shm: this endpoint's name in shmOpen
-	shmPeer    string // shm: the peer endpoint's name (rdmakit-PID-N)
-	shmPeerPID int    // and the process it belongs to
+	shmSelf    string     // shm: this endpoint's name in shmOpen
+	shmPeer    string     // shm: the peer endpoint's name (rdmakit-PID-N)
+	shmPeerPID int        // and the process it belongs to
+	byeOp      *ofi.Op    // the standing receive for the goodbye
+	byeTicket  ofi.Ticket // and its ticket
+
+	// The peer's liveness (ofi_alive.go): peerDone closes when the goroutine watching the
+	// peer has returned (nil: none); lost says why the peer was lost (nil: it was not).
+	peerDone chan struct{}
+	pidfd    *os.File // a shm peer's process
+	lost     atomic.Pointer[error]
+	pings    atomic.Uint64 // keepalive pings the peer answered
+	epMu     sync.Mutex    // held across closing the endpoint: a second closer waits for it
 }
 
 // established reports whether the connection's RDM handshake is done: close says goodbye.
@@ -114,6 +126,7 @@ func (b *ofiBackend) newConn(info *ofi.Info) (_ *ofiConn, err error) {
 		c.sslots <- i
 	}
 	c.rops = make([]ofi.Op, b.opt.recvDepth)
+	c.rdead = make([]bool, b.opt.recvDepth)
 	c.rtickets = make([]ofi.Ticket, b.opt.recvDepth)
 	for i := range c.rops {
 		if err = c.postRecv(context.Background(), i); err != nil {
@@ -146,7 +159,7 @@ func (c *ofiConn) watchEQ() {
 			}
 			if ev.Kind == ofi.EventShutdown || ev.Err != nil {
 				c.gone.Store(true)
-				c.ep.Close() // flush what is in flight
+				c.closeEP() // flush what is in flight
 				return
 			}
 		}
@@ -192,9 +205,30 @@ func (c *ofiConn) fail(err error) error {
 		c.broken.Store(true)
 	}
 	if c.gone.Load() && !errors.Is(err, ErrConnReset) {
-		return fmt.Errorf("%w: peer shut down: %w", ErrConnReset, ofiError(err))
+		why := "peer shut down"
+		if w := c.lost.Load(); w != nil {
+			why = "peer lost: " + (*w).Error()
+		}
+		if errors.Is(err, ofi.ErrClosed) && !c.dead.Load() {
+			// The endpoint closed because of that, not by Close: not ErrClosed.
+			return fmt.Errorf("%w: %s", ErrConnReset, why)
+		}
+		return fmt.Errorf("%w: %s: %w", ErrConnReset, why, ofiError(err))
 	}
 	return ofiError(err)
+}
+
+// closeEP closes the endpoint, which ends the calls waiting on it. Close, a lost peer and a
+// MSG shutdown all close it; a second closer returns only once the first has finished
+// (ofi's Close returns at once the second time), so that nothing the endpoint is bound to
+// closes under it.
+func (c *ofiConn) closeEP() error {
+	if c.ep == nil {
+		return nil
+	}
+	c.epMu.Lock()
+	defer c.epMu.Unlock()
+	return c.ep.Close()
 }
 
 // use starts a call that touches the connection's endpoint or buffers; c.life.RUnlock ends
@@ -218,7 +252,7 @@ func (c *ofiConn) useLive() error {
 	}
 	if c.gone.Load() {
 		c.life.RUnlock()
-		return errPeerGone
+		return c.goneErr()
 	}
 	return nil
 }
@@ -309,16 +343,16 @@ func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 		return 0, err
 	}
 	defer c.life.RUnlock()
-	if c.rerr != nil {
+	i := c.rhead
+	if c.rdead[i] {
 		return 0, c.fail(c.rerr)
 	}
-	i := c.rhead
 	op := &c.rops[i]
 	wctx := ctx
 	if c.goneCtx != nil {
 		// What came before the peer's goodbye is still received; then Recv fails.
 		if c.gone.Load() && !c.ep.Ready(op, c.rtickets[i]) {
-			return 0, errPeerGone
+			return 0, c.goneErr()
 		}
 		var cancel context.CancelFunc
 		wctx, cancel = context.WithCancel(ctx)
@@ -327,7 +361,7 @@ func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 	}
 	if err := c.ep.Wait(wctx, op, c.rtickets[i]); err != nil {
 		if ctxEnded(err) && ctx.Err() == nil {
-			return 0, errPeerGone // still posted: it stays unread
+			return 0, c.goneErr() // still posted: it stays unread
 		}
 		if ctxEnded(err) {
 			return 0, ofiError(err) // still posted: the next Recv waits for it again
@@ -341,9 +375,13 @@ func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 		err = fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrTooLarge, op.Len, len(buf))
 	}
 	if perr := c.postRecv(context.Background(), i); perr != nil {
-		// The message is the caller's; the next Recv reports the failure (the endpoint
-		// closed after the message came: the peer said goodbye or shut down).
-		c.rerr = perr
+		// The message is the caller's. The endpoint closed after it came (the peer said
+		// goodbye, shut down or was lost): the receives still posted may hold messages that
+		// came before, and a Recv reaching this one reports the failure.
+		c.rdead[i] = true
+		if c.rerr == nil {
+			c.rerr = perr
+		}
 	}
 	return n, err
 }
@@ -369,11 +407,15 @@ func (c *ofiConn) close() error {
 		}
 		c.shmClosing()
 		var errs []error
-		if c.ep != nil {
-			errs = append(errs, c.ep.Close()) // wakes calls waiting on it
+		errs = append(errs, c.closeEP()) // wakes calls waiting on it
+		if c.pidfd != nil {
+			c.pidfd.Close() // wakes the peer's watcher
 		}
 		if c.watchDone != nil {
 			<-c.watchDone // it uses the control buffers without c.life
+		}
+		if c.peerDone != nil {
+			<-c.peerDone // so may the keepalive
 		}
 		c.life.Lock() // the calls using the buffers have left
 		defer c.life.Unlock()

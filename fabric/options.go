@@ -12,11 +12,13 @@ type options struct {
 	spin        time.Duration
 	linger      time.Duration
 	dialTimeout time.Duration
+
+	keepalive, keepaliveTimeout time.Duration
 }
 
 func defaultOptions() options {
 	return options{maxMessage: 64 << 10, recvDepth: 8, queueDepth: 256, spin: 20 * time.Microsecond,
-		dialTimeout: 15 * time.Second}
+		dialTimeout: 15 * time.Second, keepalive: defaultKeepaliveInterval, keepaliveTimeout: defaultKeepaliveTimeout}
 }
 
 // WithMaxMessage sets the largest Send/Recv message (default 64 KiB).
@@ -42,3 +44,16 @@ func WithLinger(d time.Duration) Option { return func(o *options) { o.linger = d
 // WithDialTimeout bounds how long Dial may take, connection and handshake together, whatever
 // its context allows (default 15s; 0 leaves only the context).
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// WithKeepalive sets how the ofi backend tells that the peer of an RDM connection over a
+// network (tcp, sockets, verbs;ofi_rxm) is lost, since libfabric does not: every interval
+// each side pings the other, and a ping unanswered after timeout (or a keepalive message
+// that fails) loses the connection; its calls then end in ErrConnReset (default every 1s,
+// lost after 5s).
+// Interval 0 sends no pings (the peer's are still answered): calls to a dead peer can then
+// wait as long as their contexts allow. A shm peer in another process is watched through its
+// pidfd instead, at no cost. Verbs and MSG endpoints have connections of their own that
+// report a lost peer.
+func WithKeepalive(interval, timeout time.Duration) Option {
+	return func(o *options) { o.keepalive, o.keepaliveTimeout = interval, timeout }
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,9 @@ import (
 // envPeer makes the test binary a peer process: it listens on the address, accepts one
 // connection, registers 8 MiB, sends its descriptor, prints its address and waits to be killed.
 const envPeer = "RDMAKIT_FABRIC_TEST_PEER"
+
+// envPeerSend makes the peer then send that many messages ("m0", "m1", ...) and exit at once.
+const envPeerSend = "RDMAKIT_FABRIC_TEST_PEER_SEND"
 
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(envPeer); addr != "" {
@@ -51,6 +55,15 @@ func runPeer(addr string) int {
 	if err := c.Send(ctx, b); err != nil {
 		fmt.Println("error:", err)
 		return 1
+	}
+	if n, _ := strconv.Atoi(os.Getenv(envPeerSend)); n > 0 {
+		for i := range n {
+			if err := c.Send(ctx, fmt.Appendf(nil, "m%d", i)); err != nil {
+				fmt.Println("error:", err)
+				return 1
+			}
+		}
+		os.Exit(0) // dies: no Close, no goodbye
 	}
 	<-ctx.Done() // killed long before
 	return 0
@@ -191,6 +204,233 @@ func TestDialTimeout(t *testing.T) {
 			}
 			if el := time.Since(start); el > 30*time.Second {
 				t.Errorf("dial took %v", el) // a generous bound: the point is that it ends
+			}
+		})
+	}
+}
+
+// TestPeerKilledNoDeadline kills a peer process while a goroutine makes one-op atomics (where
+// the transport has them) and another waits in Recv, both with contexts that never end: each
+// must end in an error soon after the kill, never hang (shm: nothing in libfabric notices the
+// peer's death).
+func TestPeerKilledNoDeadline(t *testing.T) {
+	for name, tr := range ofiTransports(t) {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=NONE")
+			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			sc := bufio.NewScanner(out)
+			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
+				t.Fatalf("peer said %q", sc.Text())
+			}
+			addr := strings.TrimPrefix(sc.Text(), "addr ")
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(100*time.Millisecond, 2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			n, err := c.Recv(ctx, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r fabric.Remote
+			if err := r.UnmarshalBinary(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			atomics := c.Caps().Atomics.Has(fabric.FetchAdd)
+			type result struct {
+				what string
+				err  error
+			}
+			done := make(chan result, 2)
+			started := make(chan struct{})
+			forever := context.Background()
+			if atomics {
+				go func() {
+					for i := 0; ; i++ {
+						_, err := c.FetchAdd(forever, r, 0, 1)
+						if i == 100 {
+							close(started)
+						}
+						if err != nil {
+							done <- result{"fetch-add", err}
+							return
+						}
+					}
+				}()
+			} else {
+				close(started)
+			}
+			go func() {
+				_, err := c.Recv(forever, buf)
+				done <- result{"recv", err}
+			}()
+			select {
+			case <-started:
+			case r := <-done:
+				t.Fatalf("%s failed before the kill: %v", r.what, r.err)
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			start := time.Now()
+			want := 1
+			if atomics {
+				want = 2
+			}
+			pending := map[string]bool{"recv": true}
+			if atomics {
+				pending["fetch-add"] = true
+			}
+			for range want {
+				select {
+				case r := <-done:
+					delete(pending, r.what)
+					t.Logf("%s after %v: %v", r.what, time.Since(start).Round(time.Millisecond), r.err)
+					if r.err == nil {
+						t.Fatalf("%s ended without an error", r.what)
+					}
+					if !errors.Is(r.err, fabric.ErrConnReset) || errors.Is(r.err, fabric.ErrClosed) {
+						t.Errorf("%s: %v, want ErrConnReset (and not ErrClosed: the conn is open)", r.what, r.err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%v still waiting 10 s after the kill: hang", pending)
+				}
+			}
+		})
+	}
+}
+
+// TestKeepaliveLosesStoppedPeer stops a peer process (SIGSTOP: alive, silent) on the network RDM
+// transports: a Recv without deadline ends in ErrConnReset once a keepalive ping has gone
+// unanswered for the timeout.
+func TestKeepaliveLosesStoppedPeer(t *testing.T) {
+	for _, name := range []string{"tcp-rxm", "sockets"} {
+		tr, ok := ofiTransports(t)[name]
+		if !ok {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=NONE")
+			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}()
+			sc := bufio.NewScanner(out)
+			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
+				t.Fatalf("peer said %q", sc.Text())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			const timeout = 500 * time.Millisecond
+			c, err := fabric.Dial(ctx, strings.TrimPrefix(sc.Text(), "addr "), fabric.WithKeepalive(50*time.Millisecond, timeout))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			if _, err := c.Recv(ctx, buf); err != nil { // the peer's descriptor
+				t.Fatal(err)
+			}
+			time.Sleep(10 * timeout) // pinging a live peer loses nothing
+			if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Recv(context.Background(), buf)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+				if !errors.Is(err, fabric.ErrConnReset) {
+					t.Fatalf("recv: %v, want ErrConnReset", err)
+				}
+				if d := time.Since(start); d < timeout {
+					t.Errorf("lost after %v, before the keepalive timeout", d)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("recv still waiting 10 s after the peer stopped")
+			}
+		})
+	}
+}
+
+// TestLostPeerMessagesReadable: a peer that sends messages and dies at once (no goodbye) is lost,
+// and its messages are still received, in order, before Recv fails with ErrConnReset.
+func TestLostPeerMessagesReadable(t *testing.T) {
+	for _, name := range []string{"tcp-rxm", "sockets", "shm"} {
+		tr, ok := ofiTransports(t)[name]
+		if !ok {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			const msgs = 3
+			cmd := exec.Command(os.Args[0], "-test.run=NONE")
+			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen(), envPeerSend+"="+strconv.Itoa(msgs))
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			sc := bufio.NewScanner(out)
+			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
+				t.Fatalf("peer said %q", sc.Text())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := fabric.Dial(ctx, strings.TrimPrefix(sc.Text(), "addr "), fabric.WithKeepalive(20*time.Millisecond, 200*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cmd.Wait() // it sent everything and died
+			buf := make([]byte, 64)
+			n, err := c.Recv(ctx, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r fabric.Remote
+			if err := r.UnmarshalBinary(buf[:n]); err != nil {
+				t.Fatal(err)
+			}
+			// Lost by now (shm: at once; the others: within an interval and a timeout).
+			time.Sleep(time.Second)
+			if _, err := c.FetchAdd(ctx, r, 0, 1); !errors.Is(err, fabric.ErrConnReset) {
+				t.Fatalf("a call on the lost connection: %v, want ErrConnReset", err)
+			}
+			for i := range msgs {
+				n, err := c.Recv(ctx, buf)
+				if err != nil || string(buf[:n]) != fmt.Sprintf("m%d", i) {
+					t.Fatalf("message %d: %q, %v", i, buf[:n], err)
+				}
+			}
+			if _, err := c.Recv(ctx, buf); !errors.Is(err, fabric.ErrConnReset) {
+				t.Fatalf("recv after the messages: %v, want ErrConnReset", err)
 			}
 		})
 	}
