@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -74,7 +75,13 @@ func (e *Endpoint) release() error {
 		}
 	}
 	e.domain.quiet.Lock()
-	err := fiErr("fi_close(ep)", C.ssize_t(C.fi_close(&e.c.fid)))
+	var err error
+	if e.av == nil && e.info.EPType() == EPRDM && strings.Contains(e.info.Provider(), "ofi_rxm") {
+		// Never bound to an AV (closed on an error path before it was): rxm needs one to close.
+		err = fiErr("fi_close(ep) with a throwaway av", C.ssize_t(C.rk_close_ep_av(e.c, e.domain.c)))
+	} else {
+		err = fiErr("fi_close(ep)", C.ssize_t(C.fi_close(&e.c.fid)))
+	}
 	e.domain.quiet.Unlock()
 	for _, q := range locked {
 		q.eps.Add(-1)

@@ -300,6 +300,25 @@ static inline int rk_linger(struct fid_cq *cq, int64_t ns, int64_t work_ns) {
 	}
 }
 
+// rk_close_ep_av closes an endpoint with a throwaway address vector bound first: rxm (libfabric
+// 1.17) dereferences the endpoint's AV in fi_close and crashed closing one that had none. If
+// no AV can be bound the endpoint stays open (fi_close would crash) and the error returns.
+static inline int rk_close_ep_av(struct fid_ep *ep, struct fid_domain *dom) {
+	struct fi_av_attr attr = {.type = FI_AV_TABLE, .count = 1};
+	struct fid_av *av;
+	int rc = fi_av_open(dom, &attr, &av, NULL);
+	if (rc)
+		return rc;
+	rc = fi_ep_bind(ep, &av->fid, 0);
+	if (rc) {
+		fi_close(&av->fid);
+		return rc;
+	}
+	rc = fi_close(&ep->fid);
+	int rc2 = fi_close(&av->fid);
+	return rc ? rc : rc2;
+}
+
 // rk_cancel cancels the operation posted with context ctx (receives; others finish anyway).
 static inline int rk_cancel(struct fid_ep *ep, uint64_t ctx) {
 	return (int)fi_cancel(&ep->fid, (void *)(uintptr_t)ctx);
