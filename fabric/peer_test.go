@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rdmakit/rdmakit/fabric"
+	"github.com/rdmakit/rdmakit/fabric/fabrictest"
 )
 
 // envPeer makes the test binary a peer process: it listens on the address, accepts one
@@ -215,100 +216,102 @@ func TestDialTimeout(t *testing.T) {
 // peer's death).
 func TestPeerKilledNoDeadline(t *testing.T) {
 	for name, tr := range ofiTransports(t) {
-		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=NONE")
-			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			sc := bufio.NewScanner(out)
-			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
-				t.Fatalf("peer said %q", sc.Text())
-			}
-			addr := strings.TrimPrefix(sc.Text(), "addr ")
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(100*time.Millisecond, 2*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			buf := make([]byte, 64)
-			n, err := c.Recv(ctx, buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r fabric.Remote
-			if err := r.UnmarshalBinary(buf[:n]); err != nil {
-				t.Fatal(err)
-			}
-			atomics := c.Caps().Atomics.Has(fabric.FetchAdd)
-			type result struct {
-				what string
-				err  error
-			}
-			done := make(chan result, 2)
-			started := make(chan struct{})
-			forever := context.Background()
-			if atomics {
-				go func() {
-					for i := 0; ; i++ {
-						_, err := c.FetchAdd(forever, r, 0, 1)
-						if i == 100 {
-							close(started)
-						}
-						if err != nil {
-							done <- result{"fetch-add", err}
-							return
-						}
-					}
-				}()
-			} else {
-				close(started)
-			}
-			go func() {
-				_, err := c.Recv(forever, buf)
-				done <- result{"recv", err}
-			}()
-			select {
-			case <-started:
-			case r := <-done:
-				t.Fatalf("%s failed before the kill: %v", r.what, r.err)
-			}
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			cmd.Wait()
-			start := time.Now()
-			want := 1
-			if atomics {
-				want = 2
-			}
-			pending := map[string]bool{"recv": true}
-			if atomics {
-				pending["fetch-add"] = true
-			}
-			for range want {
-				select {
-				case r := <-done:
-					delete(pending, r.what)
-					t.Logf("%s after %v: %v", r.what, time.Since(start).Round(time.Millisecond), r.err)
-					if r.err == nil {
-						t.Fatalf("%s ended without an error", r.what)
-					}
-					if !errors.Is(r.err, fabric.ErrConnReset) || errors.Is(r.err, fabric.ErrClosed) {
-						t.Errorf("%s: %v, want ErrConnReset (and not ErrClosed: the conn is open)", r.what, r.err)
-					}
-				case <-time.After(10 * time.Second):
-					t.Fatalf("%v still waiting 10 s after the kill: hang", pending)
+		t.Run(name, func(t *testing.T) { peerKilledNoDeadline(t, tr) })
+	}
+}
+
+func peerKilledNoDeadline(t *testing.T, tr fabrictest.Transport) {
+	cmd := exec.Command(os.Args[0], "-test.run=NONE")
+	cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
+		t.Fatalf("peer said %q", sc.Text())
+	}
+	addr := strings.TrimPrefix(sc.Text(), "addr ")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(100*time.Millisecond, 2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	n, err := c.Recv(ctx, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r fabric.Remote
+	if err := r.UnmarshalBinary(buf[:n]); err != nil {
+		t.Fatal(err)
+	}
+	atomics := c.Caps().Atomics.Has(fabric.FetchAdd)
+	type result struct {
+		what string
+		err  error
+	}
+	done := make(chan result, 2)
+	started := make(chan struct{})
+	forever := context.Background()
+	if atomics {
+		go func() {
+			for i := 0; ; i++ {
+				_, err := c.FetchAdd(forever, r, 0, 1)
+				if i == 100 {
+					close(started)
+				}
+				if err != nil {
+					done <- result{"fetch-add", err}
+					return
 				}
 			}
-		})
+		}()
+	} else {
+		close(started)
+	}
+	go func() {
+		_, err := c.Recv(forever, buf)
+		done <- result{"recv", err}
+	}()
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("%s failed before the kill: %v", r.what, r.err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	start := time.Now()
+	want := 1
+	if atomics {
+		want = 2
+	}
+	pending := map[string]bool{"recv": true}
+	if atomics {
+		pending["fetch-add"] = true
+	}
+	for range want {
+		select {
+		case r := <-done:
+			delete(pending, r.what)
+			t.Logf("%s after %v: %v", r.what, time.Since(start).Round(time.Millisecond), r.err)
+			if r.err == nil {
+				t.Fatalf("%s ended without an error", r.what)
+			}
+			if !errors.Is(r.err, fabric.ErrConnReset) || errors.Is(r.err, fabric.ErrClosed) {
+				t.Errorf("%s: %v, want ErrConnReset (and not ErrClosed: the conn is open)", r.what, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v still waiting 10 s after the kill: hang", pending)
+		}
 	}
 }
 

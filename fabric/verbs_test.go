@@ -178,3 +178,15 @@ func TestVerbsDoAllocs(t *testing.T) {
 	// under an emulated CPU, takes longer than the default spin for 32 atomics.
 	testDoAllocs(t, fabrictest.Connect(t, "verbs://"+net.JoinHostPort(ip, "0"), fabric.WithSpin(time.Second)))
 }
+
+// TestPeerKilledNoDeadlineVerbs is TestPeerKilledNoDeadline on the lab device: verbs (an RC
+// queue pair through the rdma_cm) and libfabric's verbs;ofi_rxm and verbs MSG endpoints.
+func TestPeerKilledNoDeadlineVerbs(t *testing.T) {
+	for name, tr := range map[string]fabrictest.Transport{
+		"verbs":         labTransport(t, "verbs", ""),
+		"ofi-verbs-rdm": labTransport(t, "ofi+verbs", ""),
+		"ofi-verbs-msg": labTransport(t, "ofi+verbs", "?ep=msg"),
+	} {
+		t.Run(name, func(t *testing.T) { peerKilledNoDeadline(t, tr) })
+	}
+}
