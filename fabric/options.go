@@ -38,7 +38,9 @@ func WithSpin(d time.Duration) Option { return func(o *options) { o.spin = d } }
 // polling after a peer's request woke it, and after each request it served in that time
 // (default 100µs; negative: never), so that a peer's back-to-back RMA and atomics find this
 // side awake rather than pay a wake-up each. It costs a core for up to d after the last
-// request. Verbs targets are served by the NIC and need no polling.
+// request; a window ends at the latest 2d (10ms at least) after the request that opened it,
+// since idle polls that happen to be slow look like served requests. Verbs targets are
+// served by the NIC and need no polling.
 func WithLinger(d time.Duration) Option { return func(o *options) { o.linger = d } }
 
 // WithDialTimeout bounds how long Dial may take, connection and handshake together, whatever

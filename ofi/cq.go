@@ -554,9 +554,9 @@ func (q *CQ) progress() {
 	tick := tickMin
 	recheck := standbyRecheck
 	idle := time.Duration(0)
-	var spins uint64 // q.spins when the goroutine last looked
-	var lingerUntil time.Time
-	var lingerPosts uint64 // q.posts when the linger window opened
+	var spins uint64                     // q.spins when the goroutine last looked
+	var lingerUntil, lingerCap time.Time // the window's end, and the latest it may end
+	var lingerPosts uint64               // q.posts when the linger window opened
 	// The waits' skip tests, made once: a func value made per wait is an allocation per wake.
 	longWaitEnds := func() bool { return q.stopping() || tick > tickMin && q.parked.Load() > 0 }
 	unattended := q.unattended
@@ -591,7 +591,7 @@ func (q *CQ) progress() {
 			continue
 		}
 		if !lingerUntil.IsZero() {
-			if q.linger(&lingerUntil, lingerPosts) {
+			if q.linger(&lingerUntil, lingerCap, lingerPosts) {
 				continue
 			}
 			lingerUntil = time.Time{}
@@ -629,7 +629,9 @@ func (q *CQ) progress() {
 			if fired {
 				tick = tickMin
 				if q.attr.Linger > 0 {
-					lingerUntil, lingerPosts = time.Now().Add(q.attr.Linger), q.posts.Load()
+					now := time.Now()
+					lingerUntil, lingerPosts = now.Add(q.attr.Linger), q.posts.Load()
+					lingerCap = now.Add(max(lingerMaxWindows*q.attr.Linger, lingerMaxFloor))
 					q.lingers.Add(1)
 					// The goroutine polls through the window: with the gate open, each
 					// request arriving meanwhile would also wake a thread in Go's poller.
@@ -688,7 +690,10 @@ func (q *CQ) sleep(d time.Duration) bool {
 // q.mu from it) or a waiter polls, or when the queue closes. Each part is one cgo call of at
 // most lingerStep holding q.mu and the domain's quiet lock (shared), so that neither is kept
 // from others for long.
-func (q *CQ) linger(until *time.Time, posts uint64) bool {
+func (q *CQ) linger(until *time.Time, limit time.Time, posts uint64) bool {
+	if until.After(limit) {
+		*until = limit
+	}
 	left := time.Until(*until)
 	if left <= 0 || q.posts.Load() != posts || q.spinning.Load() > 0 || q.stopping() || q.orphaned.Load() {
 		return false
@@ -700,10 +705,22 @@ func (q *CQ) linger(until *time.Time, posts uint64) bool {
 	q.mu.Unlock()
 	if served > 0 {
 		q.lingerServed.Add(uint64(served))
-		*until = time.Now().Add(q.attr.Linger)
+		*until = time.Now().Add(q.attr.Linger) // no further than limit (above)
 	}
 	return true
 }
+
+// A linger window extends by the queue's Linger after each poll that served a request, but it
+// ends at the latest lingerMaxWindows Lingers (lingerMaxFloor at least) after it opened; the
+// next request opens another. Served requests are told from idle polls by time, and on a VM
+// idle polls are not all short: with WithLinger(10ms) on both ends of an idle tcp;ofi_rxm
+// connection, 100-500 polls a second took over 3 µs (a hundred over 20 µs), each counted as
+// a request served, and a window, once a request had opened it, never ended: a core spent on
+// an idle connection. A stream of requests now costs a wake-up per capped window.
+const (
+	lingerMaxWindows = 2
+	lingerMaxFloor   = 10 * time.Millisecond
+)
 
 // A linger window is polled in cgo calls of at most lingerStep. A poll that takes longer than
 // lingerWork moved data (an idle zero-count fi_cq_read on tcp;ofi_rxm is one epoll_wait, about

@@ -71,17 +71,22 @@ func TestLingerServesBackToBack(t *testing.T) {
 func TestLingerYields(t *testing.T) {
 	a, _ := rdmPair(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic)
 	q := a.cq
+	far := time.Now().Add(time.Hour)
 	until := time.Now().Add(time.Second)
-	if !q.linger(&until, q.posts.Load()) {
+	if !q.linger(&until, far, q.posts.Load()) {
 		t.Fatal("an open window on a quiet queue closed")
 	}
 	until = time.Now().Add(time.Second)
-	if q.linger(&until, q.posts.Load()-1) {
+	if q.linger(&until, far, q.posts.Load()-1) {
 		t.Fatal("a window stayed open after an operation was posted on the queue")
 	}
 	until = time.Now().Add(-time.Microsecond)
-	if q.linger(&until, q.posts.Load()) {
+	if q.linger(&until, far, q.posts.Load()) {
 		t.Fatal("a window stayed open past its end")
+	}
+	until = time.Now().Add(time.Second)
+	if q.linger(&until, time.Now().Add(-time.Microsecond), q.posts.Load()) {
+		t.Fatal("a window stayed open past its limit")
 	}
 	off, _ := rdmPairCQ(t, "tcp;ofi_rxm", CapMsg, CQAttr{Linger: -1})
 	if off.cq.attr.Linger > 0 {
@@ -180,4 +185,40 @@ func gateMask(t *testing.T, ep int) uint32 {
 	}
 	t.Fatalf("no fd in epoll set %d:\n%s", ep, b)
 	return 0
+}
+
+// A long linger window ends, however the polls in it go: after a few requests on a pair whose
+// queues both linger 10 ms, the process goes quiet within the windows' limit. (Without the
+// limit, idle polls slower than lingerWork, hundreds a second on a VM, counted as requests
+// served and the windows never ended.)
+func TestLingerWindowEnds(t *testing.T) {
+	target, init := rdmPairCQ(t, "tcp;ofi_rxm", CapMsg|CapRMA|CapAtomic, CQAttr{Linger: 10 * time.Millisecond})
+	if !target.cq.WaitFD() {
+		t.Skip("tcp;ofi_rxm queue without a wait fd")
+	}
+	ctx := testCtx(t)
+	rem := target.reg(t, 4096, AccessLocal|AccessRemote)
+	r := rem.Region()
+	for i := range 20 {
+		if _, err := init.ep.FetchAtomic(ctx, OpSum, Uint64, init.peer, r.Addr, r.Key, 1); err != nil {
+			t.Fatalf("fetch-add %d: %v", i, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if target.cq.lingers.Load() == 0 {
+		t.Fatal("no linger window opened")
+	}
+	time.Sleep(3 * max(lingerMaxWindows*10*time.Millisecond, lingerMaxFloor))
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	c0, w0 := cpu(), time.Now()
+	time.Sleep(300 * time.Millisecond)
+	if used, wall := cpu()-c0, time.Since(w0); used > wall/10 {
+		t.Fatalf("the process used %v of CPU in %v of quiet, long after the windows' limit: still polling", used, wall)
+	}
 }
