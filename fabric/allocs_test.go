@@ -68,3 +68,32 @@ func testDoAllocs(t *testing.T, p *fabrictest.Pair) {
 func TestOFIDoAllocs(t *testing.T) {
 	testDoAllocs(t, fabrictest.Connect(t, "ofi+tcp://127.0.0.1:0"))
 }
+
+// TestOFISendRecvAllocs: a Send and the Recv of it allocate nothing once warm, on RDM
+// connections too (a Recv there watches for the peer's goodbye: it made a cancelable context
+// per call, 4 allocations).
+func TestOFISendRecvAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts under the race detector are random")
+	}
+	for _, addr := range []string{"ofi+tcp://127.0.0.1:0", "ofi+tcp://127.0.0.1:0?ep=msg"} {
+		t.Run(addr, func(t *testing.T) {
+			p := fabrictest.Connect(t, addr)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			msg, buf := make([]byte, 64), make([]byte, 64)
+			do := func() {
+				if err := p.ClientConn.Send(ctx, msg); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := p.ServerConn.Recv(ctx, buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			do()
+			if least := allocs.Least(do); least != 0 {
+				t.Errorf("%.2f allocations per Send and Recv at best in 10 batches", least)
+			}
+		})
+	}
+}

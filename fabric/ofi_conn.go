@@ -348,19 +348,16 @@ func (c *ofiConn) recv(ctx context.Context, buf []byte) (int, error) {
 		return 0, c.fail(c.rerr)
 	}
 	op := &c.rops[i]
-	wctx := ctx
+	var gone <-chan struct{} // closes when the peer says goodbye or is lost
 	if c.goneCtx != nil {
 		// What came before the peer's goodbye is still received; then Recv fails.
 		if c.gone.Load() && !c.ep.Ready(op, c.rtickets[i]) {
 			return 0, c.goneErr()
 		}
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithCancel(ctx)
-		defer context.AfterFunc(c.goneCtx, cancel)()
-		defer cancel()
+		gone = c.goneCtx.Done()
 	}
-	if err := c.ep.Wait(wctx, op, c.rtickets[i]); err != nil {
-		if ctxEnded(err) && ctx.Err() == nil {
+	if err := c.ep.WaitOr(ctx, op, c.rtickets[i], gone); err != nil {
+		if errors.Is(err, ofi.ErrStopped) {
 			return 0, c.goneErr() // still posted: it stays unread
 		}
 		if ctxEnded(err) {

@@ -450,15 +450,15 @@ func (q *CQ) poll() int {
 	return q.drain(true)
 }
 
-// await waits until slot id finishes, ctx ends, or done closes (an endpoint closing). It
-// spins (polling the queue itself) for attr.Spin, then parks. On return without completion
-// the slot is abandoned and the error says why, except that with keep a ctx that ends leaves
-// the slot pending for a later await. With watch it only parks, and not as a waiter the
-// progress goroutine serves (Endpoint.Watch).
-func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, watch bool) error {
+// await waits until slot id finishes, ctx ends, done closes (an endpoint closing) or stop
+// closes (nil: never). It spins (polling the queue itself) for attr.Spin, then parks. On
+// return without completion the slot is abandoned and the error says why, except that with
+// keep a ctx that ends or a stop leaves the slot pending for a later await. With watch it only
+// parks, and not as a waiter the progress goroutine serves (Endpoint.Watch).
+func (q *CQ) await(ctx context.Context, id int32, done, stop <-chan struct{}, keep, watch bool) error {
 	s := &q.slots[id]
 	if watch {
-		return q.park(ctx, s, done, keep)
+		return q.park(ctx, s, done, stop, keep)
 	}
 	var spinUntil time.Time
 	q.spinning.Add(1)
@@ -509,17 +509,19 @@ func (q *CQ) await(ctx context.Context, id int32, done <-chan struct{}, keep, wa
 	} else if parking && q.longWait.Load() {
 		q.waiter.kick() // back to the short safety tick while someone waits
 	}
-	return q.park(ctx, s, done, keep)
+	return q.park(ctx, s, done, stop, keep)
 }
 
 // park is await's wait for the completion signal of slot s.
-func (q *CQ) park(ctx context.Context, s *slot, done <-chan struct{}, keep bool) error {
+func (q *CQ) park(ctx context.Context, s *slot, done, stop <-chan struct{}, keep bool) error {
 	for s.state.Load() == slotPending {
 		var err error
 		select {
 		case <-s.ch:
 		case <-ctx.Done():
 			err = ctxErr(ctx)
+		case <-stop:
+			err = ErrStopped
 		case <-done:
 			err = ErrClosed
 		case <-q.done:

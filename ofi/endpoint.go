@@ -423,11 +423,16 @@ var latencyPathPoll = 10 * time.Microsecond
 // finish waits for one posted op and fills its outputs. With keep, an op still pending when
 // ctx ends stays posted.
 func (e *Endpoint) finish(ctx context.Context, op *Op, id int32, keep, watch bool) error {
+	return e.finishOr(ctx, op, id, keep, watch, nil)
+}
+
+// finishOr is finish that also ends, in ErrStopped, when stop closes (nil: never).
+func (e *Endpoint) finishOr(ctx context.Context, op *Op, id int32, keep, watch bool, stop <-chan struct{}) error {
 	if id < 0 { // inject: complete when posted
 		return nil
 	}
 	q := e.cqFor(op.Kind)
-	if err := q.await(ctx, id, e.done, keep, watch); err != nil {
+	if err := q.await(ctx, id, e.done, stop, keep, watch); err != nil {
 		if keep && q.slots[id].state.Load() == slotPending {
 			return err
 		}

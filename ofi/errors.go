@@ -26,6 +26,8 @@ var (
 	ErrNotSupported = errors.New("ofi: not supported by provider")
 	// ErrClosed: the object was closed.
 	ErrClosed = errors.New("ofi: use of closed object")
+	// ErrStopped: Endpoint.WaitOr's stop channel closed before the operation finished.
+	ErrStopped = errors.New("ofi: wait stopped")
 	// ErrInvalid: an argument was rejected (zero or oversized length, bad flags, misalignment).
 	ErrInvalid = errors.New("ofi: invalid argument")
 	// ErrNoData: getinfo found no matching provider.

@@ -70,6 +70,12 @@ func (e *Endpoint) Wait(ctx context.Context, op *Op, t Ticket) error {
 	return e.finish(ctx, op, t.id, true, false)
 }
 
+// WaitOr is Wait that also returns, with ErrStopped, when stop closes: the operation stays
+// posted then, as when ctx ends. (A context derived for that costs allocations per call.)
+func (e *Endpoint) WaitOr(ctx context.Context, op *Op, t Ticket, stop <-chan struct{}) error {
+	return e.finishOr(ctx, op, t.id, true, false, stop)
+}
+
 // Watch is Wait for an operation that may stay pending for the endpoint's whole life (a
 // standing receive for a rare message). It neither polls the queue nor counts as a waiter:
 // the queue's progress goroutine finds the completion when it next drains the queue, and,
