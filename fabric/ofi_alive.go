@@ -27,7 +27,7 @@ import (
 //   - A shm peer in this process needs nothing: it cannot die alone, and its goodbye says when
 //     it closes.
 //   - Any other peer: a keepalive. Each side keeps a tagged receive posted for the other's
-//     pings and answers them; every interval it pings the other (a word in the control area).
+//     pings and answers them; every interval it pings the other (a word, injected).
 //     A ping unanswered after the timeout, or a keepalive message that fails, loses the peer.
 //
 // A lost connection fails the calls in flight and those that follow with ErrConnReset (its
@@ -38,8 +38,8 @@ const (
 	pingTag = 0x726b2d70696e // "rk-pin"
 
 	// Defaults of WithKeepalive.
-	defaultKeepaliveInterval = time.Second
-	defaultKeepaliveTimeout  = 5 * time.Second
+	defaultKeepaliveInterval = 2 * time.Second
+	defaultKeepaliveTimeout  = 6 * time.Second
 )
 
 // watchPeer starts the goroutine that watches the peer of an established RDM connection, if
@@ -117,9 +117,9 @@ func (c *ofiConn) pollProcess(interval time.Duration) {
 
 // keepAlive answers the peer's pings and, every interval (none if 0), pings the peer and
 // waits up to timeout for the answer. A ping and its answer are one tagged message each way
-// (pingTag), a word: the ping's sequence number, with pongBit set in the answer. A completed
-// send proves nothing (tcp;ofi_rxm completes a small send to a stopped peer at once); only
-// the answer does.
+// (pingTag), a word: the ping's sequence number, with pongBit set in the answer, injected (no
+// completion to wait for). A completed send would prove nothing (tcp;ofi_rxm completes a
+// small send to a stopped peer at once); only the answer does.
 func (c *ofiConn) keepAlive(interval, timeout time.Duration) {
 	defer close(c.peerDone)
 	in := &ofi.Op{Kind: ofi.OpTRecv, Buf: c.ctl(4), MR: c.smr, Peer: ofi.AddrUnspec, Tag: pingTag}
@@ -132,7 +132,7 @@ func (c *ofiConn) keepAlive(interval, timeout time.Duration) {
 		binary.LittleEndian.PutUint64(out, word)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		return c.ep.Do(ctx, []ofi.Op{{Kind: ofi.OpTSend, Buf: out, MR: c.smr, Peer: c.peer, Tag: pingTag}})
+		return c.ep.Do(ctx, []ofi.Op{{Kind: ofi.OpTInject, Buf: out, Peer: c.peer, Tag: pingTag}})
 	}
 	var seq uint64
 	var sent time.Time // of the ping awaiting its answer (zero: none)

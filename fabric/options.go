@@ -50,9 +50,8 @@ func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialT
 // WithKeepalive sets how the ofi backend tells that the peer of an RDM connection over a
 // network (tcp, sockets, verbs;ofi_rxm) is lost, since libfabric does not: every interval
 // each side pings the other, and a ping unanswered after timeout (or a keepalive message
-// that fails) loses the connection; its calls then end in ErrConnReset (default every 1s,
-// lost after 5s).
-// Interval 0 sends no pings (the peer's are still answered): calls to a dead peer can then
+// that fails) loses the connection; its calls then end in ErrConnReset (default every 2s,
+// lost after 6s without an answer). Interval 0 sends no pings (the peer's are still answered): calls to a dead peer can then
 // wait as long as their contexts allow. A shm peer in another process is watched through its
 // pidfd instead, at no cost. Verbs and MSG endpoints have connections of their own that
 // report a lost peer.
