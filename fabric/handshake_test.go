@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/rdmakit/rdmakit/ofi"
 )
 
 func TestHandshakeRoundTrip(t *testing.T) {
-	in := handshake{kind: welcomeKind, status: 0, name: []byte{1, 2, 3, 4}}
+	in := handshake{kind: welcomeKind, status: 0, name: []byte{1, 2, 3, 4}, alive: ofi.Region{Addr: 0x1000, Key: 7}}
 	out, err := parseHandshake(in.marshal())
-	if err != nil || out.kind != in.kind || out.status != in.status || !bytes.Equal(out.name, in.name) {
+	if err != nil || out.kind != in.kind || out.status != in.status || !bytes.Equal(out.name, in.name) || out.alive != in.alive {
 		t.Fatalf("round trip = %+v, %v", out, err)
 	}
 	for name, b := range map[string][]byte{
@@ -18,6 +20,8 @@ func TestHandshakeRoundTrip(t *testing.T) {
 		"kind":      append(append([]byte{}, handshakeMagic[:]...), 9, 0, 1, 0, 'a'),
 		"no name":   append(append([]byte{}, handshakeMagic[:]...), 1, 0, 0, 0),
 		"truncated": append(append([]byte{}, handshakeMagic[:]...), 1, 0, 5, 0, 'a'),
+		"no word":   append(append([]byte{}, handshakeMagic[:]...), 1, 0, 1, 0, 'a'),
+		"version 1": append([]byte("RKH\x01"), 1, 0, 1, 0, 'a'),
 	} {
 		if _, err := parseHandshake(b); !errors.Is(err, errHandshake) {
 			t.Errorf("%s: err = %v", name, err)
@@ -26,7 +30,7 @@ func TestHandshakeRoundTrip(t *testing.T) {
 }
 
 func FuzzHandshake(f *testing.F) {
-	f.Add(handshake{kind: helloKind, name: []byte("abc")}.marshal())
+	f.Add(handshake{kind: helloKind, name: []byte("abc"), alive: ofi.Region{Addr: 1, Key: 2}}.marshal())
 	f.Add([]byte("RKH\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := parseHandshake(b)

@@ -61,9 +61,12 @@ type ofiConn struct {
 	// The peer's liveness (ofi_alive.go): peerDone closes when the goroutine watching the
 	// peer has returned (nil: none); lost says why the peer was lost (nil: it was not).
 	peerDone chan struct{}
-	pidfd    *os.File // a shm peer's process
+	pidfd    *os.File    // a shm peer's process
+	abuf     *ofi.Buffer // the keepalive word the peer reads (RDM)
+	amr      *ofi.MR     // its registration, remote read only
+	peerWord ofi.Region  // the peer's keepalive word
 	lost     atomic.Pointer[error]
-	pings    atomic.Uint64 // keepalive pings the peer answered
+	pings    atomic.Uint64 // keepalive reads that completed
 	epMu     sync.Mutex    // held across closing the endpoint: a second closer waits for it
 }
 
@@ -120,6 +123,14 @@ func (b *ofiBackend) newConn(info *ofi.Info) (_ *ofiConn, err error) {
 	}
 	if c.smr, err = b.dom.RegMR(c.sbuf.Bytes(), ofi.AccessLocal); err != nil {
 		return nil, err
+	}
+	if b.epType == ofi.EPRDM {
+		if c.abuf, err = ofi.Alloc(8); err != nil {
+			return nil, err
+		}
+		if c.amr, err = b.dom.RegMR(c.abuf.Bytes()[:8], ofi.AccessRemoteRead); err != nil {
+			return nil, err
+		}
 	}
 	c.sslots = make(chan int, sendSlots)
 	for i := range sendSlots {
@@ -430,6 +441,12 @@ func (c *ofiConn) close() error {
 		}
 		if c.smr != nil {
 			errs = append(errs, c.smr.Close())
+		}
+		if c.amr != nil {
+			errs = append(errs, c.amr.Close())
+		}
+		if c.abuf != nil {
+			errs = append(errs, c.abuf.Free())
 		}
 		if c.rbuf != nil {
 			errs = append(errs, c.rbuf.Free())

@@ -135,7 +135,7 @@ func (l *ofiListener) acceptRDM(ctx context.Context) (connImpl, error) {
 // goroutine of its own (at most maxWelcoming at once).
 func (l *ofiListener) helloLoop() {
 	defer l.wg.Done()
-	buf := make([]byte, 8+maxNameLen)
+	buf := make([]byte, handshakeMax)
 	slots := make(chan struct{}, maxWelcoming)
 	for {
 		n, err := l.hello.recv(l.ctx, buf)
@@ -195,7 +195,7 @@ func (l *ofiListener) welcome(h handshake) (*ofiConn, error) {
 	name, err := c.name()
 	if err == nil {
 		wctx, cancel := context.WithTimeout(l.ctx, welcomeTimeout)
-		err = c.send(wctx, handshake{kind: welcomeKind, name: name}.marshal())
+		err = c.send(wctx, handshake{kind: welcomeKind, name: name, alive: c.aliveWord()}.marshal())
 		cancel()
 	}
 	if err != nil {
@@ -203,6 +203,7 @@ func (l *ofiListener) welcome(h handshake) (*ofiConn, error) {
 		return nil, nil
 	}
 	c.remote = c.av.String(h.name)
+	c.peerWord = h.alive
 	c.watchBye(h.name)
 	return c, nil
 }
@@ -313,10 +314,10 @@ func (b *ofiBackend) dial(ctx context.Context, to Addr) (connImpl, error) {
 	if err != nil {
 		return fail(ofiError(err))
 	}
-	if err := c.send(ctx, handshake{kind: helloKind, name: name}.marshal()); err != nil {
+	if err := c.send(ctx, handshake{kind: helloKind, name: name, alive: c.aliveWord()}.marshal()); err != nil {
 		return fail(err)
 	}
-	buf := make([]byte, 8+maxNameLen)
+	buf := make([]byte, handshakeMax)
 	n, err := c.recv(ctx, buf)
 	if err != nil {
 		return fail(err)
@@ -332,6 +333,7 @@ func (b *ofiBackend) dial(ctx context.Context, to Addr) (connImpl, error) {
 		return fail(ofiError(err))
 	}
 	c.remote = to.String()
+	c.peerWord = h.alive
 	c.watchBye(h.name)
 	return c, nil
 }

@@ -49,12 +49,12 @@ func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialT
 
 // WithKeepalive sets how the ofi backend tells that the peer of an RDM connection over a
 // network (tcp, sockets, verbs;ofi_rxm) is lost, since libfabric does not: every interval
-// each side pings the other, and a ping unanswered after timeout (or a keepalive message
-// that fails) loses the connection; its calls then end in ErrConnReset (default every 2s,
-// lost after 6s without an answer). Interval 0 sends no pings (the peer's are still answered): calls to a dead peer can then
-// wait as long as their contexts allow. A shm peer in another process is watched through its
-// pidfd instead, at no cost. Verbs and MSG endpoints have connections of their own that
-// report a lost peer.
+// each side reads a word the other registered for it (an 8-byte RMA read), and a read that
+// fails or takes longer than timeout loses the connection; its calls then end in
+// ErrConnReset (default every 2s, lost after 6s). Interval 0 reads nothing (the peer may
+// still read this side's word): calls to a dead peer can then wait as long as their contexts
+// allow. A shm peer in another process is watched through its pidfd instead, at no cost.
+// Verbs and MSG endpoints have connections of their own that report a lost peer.
 func WithKeepalive(interval, timeout time.Duration) Option {
 	return func(o *options) { o.keepalive, o.keepaliveTimeout = interval, timeout }
 }
