@@ -47,7 +47,7 @@ const (
 func (c *ofiConn) watchPeer() {
 	interval, timeout := c.b.opt.keepalive, c.b.opt.keepaliveTimeout
 	if timeout <= 0 {
-		timeout = defaultKeepaliveTimeout // for the answers
+		timeout = defaultKeepaliveTimeout // WithKeepalive(d, 0)
 	}
 	switch {
 	case c.shmPeerPID == os.Getpid():
