@@ -137,7 +137,7 @@ func (c *ofiConn) keepAlive(interval, timeout time.Duration) {
 		cancel()
 		switch {
 		case err == nil:
-			c.pings.Add(1)
+			c.reads.Add(1)
 			t.Reset(interval)
 		case errors.Is(err, ofi.ErrClosed):
 			return

@@ -1,19 +1,18 @@
 package fabric
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// connPairWith is connPair with options for the listening and the dialing end.
+// connPairWith listens on addr and dials it, with options for the listening and the dialing
+// end; both ends close when the test ends.
 func connPairWith(t *testing.T, addr string, srvOpts, cliOpts []Option) (srv, cli *Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -39,7 +38,7 @@ func connPairWith(t *testing.T, addr string, srvOpts, cliOpts []Option) (srv, cl
 }
 
 // A live, idle connection stays up under a keepalive many times faster than the default: both
-// sides ping (and receive the other's pings) and the connection still carries messages.
+// sides read the other's keepalive word, and the connection still carries messages.
 func TestKeepaliveKeepsLiveConn(t *testing.T) {
 	for _, addr := range []string{"ofi+tcp://127.0.0.1:0", "ofi+sockets://127.0.0.1:0"} {
 		t.Run(strings.SplitN(addr, ":", 2)[0], func(t *testing.T) {
@@ -50,9 +49,9 @@ func TestKeepaliveKeepsLiveConn(t *testing.T) {
 				t.Fatal("no keepalive on a network RDM connection")
 			}
 			deadline := time.Now().Add(10 * time.Second)
-			for srv.pings.Load() < 20 || cli.pings.Load() < 20 {
+			for srv.reads.Load() < 20 || cli.reads.Load() < 20 {
 				if time.Now().After(deadline) {
-					t.Fatalf("pings after 10 s: server %d, client %d", srv.pings.Load(), cli.pings.Load())
+					t.Fatalf("keepalive reads after 10 s: server %d, client %d", srv.reads.Load(), cli.reads.Load())
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -84,9 +83,9 @@ func TestKeepaliveOff(t *testing.T) {
 		t.Error("a keepalive without an interval")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for cli.pings.Load() < 20 {
+	for cli.reads.Load() < 20 {
 		if time.Now().After(deadline) {
-			t.Fatalf("keepalive reads after 10 s: %d", cli.pings.Load())
+			t.Fatalf("keepalive reads after 10 s: %d", cli.reads.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -116,7 +115,7 @@ func TestKeepaliveMemory(t *testing.T) {
 	s, c := connPairWith(t, "ofi+tcp://127.0.0.1:0", opts, opts)
 	srv, cli := s.impl.(*ofiConn), c.impl.(*ofiConn)
 	before := rss()
-	for srv.pings.Load() < 50 || cli.pings.Load() < 50 {
+	for srv.reads.Load() < 50 || cli.reads.Load() < 50 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if grew := rss() - before; grew > 2<<20 {
@@ -128,23 +127,10 @@ func TestKeepaliveMemory(t *testing.T) {
 func TestShmPeerWithoutPidfd(t *testing.T) {
 	pidfdOpen = func(int) (int, error) { return -1, syscall.ENOSYS }
 	t.Cleanup(func() { pidfdOpen = openPidfd })
-	cmd := exec.Command(os.Args[0], "-test.run=NONE")
-	cmd.Env = append(os.Environ(), "RDMAKIT_FABRIC_TEST_PEER=ofi+shm://rk-alive-"+anonymousShmName())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
-		t.Fatalf("peer said %q", sc.Text())
-	}
+	cmd, addr := StartPeer(t, "ofi+shm://rk-alive-"+anonymousShmName())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, strings.TrimPrefix(sc.Text(), "addr "), WithKeepalive(20*time.Millisecond, time.Second))
+	c, err := Dial(ctx, addr, WithKeepalive(20*time.Millisecond, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

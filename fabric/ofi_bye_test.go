@@ -11,26 +11,7 @@ import (
 // connPair listens on addr and dials it; both ends close when the test ends.
 func connPair(t *testing.T, addr string) (srv, cli *Conn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	f, l, err := Listen(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	accepted := make(chan *Conn, 1)
-	go func() {
-		c, _ := l.Accept(ctx)
-		accepted <- c
-	}()
-	if cli, err = Dial(ctx, l.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	if srv = <-accepted; srv == nil {
-		t.Fatal("accept failed")
-	}
-	return srv, cli
+	return connPairWith(t, addr, nil, nil)
 }
 
 // Two shm connections of one process know each other's endpoint as one of this process

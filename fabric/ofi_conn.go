@@ -66,7 +66,7 @@ type ofiConn struct {
 	amr      *ofi.MR     // its registration, remote read only
 	peerWord ofi.Region  // the peer's keepalive word
 	lost     atomic.Pointer[error]
-	pings    atomic.Uint64 // keepalive reads that completed
+	reads    atomic.Uint64 // keepalive reads that completed
 	epMu     sync.Mutex    // held across closing the endpoint: a second closer waits for it
 }
 

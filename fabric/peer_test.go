@@ -1,15 +1,12 @@
 package fabric_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,15 +15,8 @@ import (
 	"github.com/rdmakit/rdmakit/fabric/fabrictest"
 )
 
-// envPeer makes the test binary a peer process: it listens on the address, accepts one
-// connection, registers 8 MiB, sends its descriptor, prints its address and waits to be killed.
-const envPeer = "RDMAKIT_FABRIC_TEST_PEER"
-
-// envPeerSend makes the peer then send that many messages ("m0", "m1", ...) and exit at once.
-const envPeerSend = "RDMAKIT_FABRIC_TEST_PEER_SEND"
-
 func TestMain(m *testing.M) {
-	if addr := os.Getenv(envPeer); addr != "" {
+	if addr := os.Getenv(fabric.EnvPeer); addr != "" {
 		os.Exit(runPeer(addr))
 	}
 	os.Exit(m.Run())
@@ -57,7 +47,7 @@ func runPeer(addr string) int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	if n, _ := strconv.Atoi(os.Getenv(envPeerSend)); n > 0 {
+	if n, _ := strconv.Atoi(os.Getenv(fabric.EnvPeerSend)); n > 0 {
 		for i := range n {
 			if err := c.Send(ctx, fmt.Appendf(nil, "m%d", i)); err != nil {
 				fmt.Println("error:", err)
@@ -75,21 +65,7 @@ func runPeer(addr string) int {
 func TestPeerKilled(t *testing.T) {
 	for name, tr := range ofiTransports(t) {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=NONE")
-			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			sc := bufio.NewScanner(out)
-			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
-				t.Fatalf("peer said %q", sc.Text())
-			}
-			addr := strings.TrimPrefix(sc.Text(), "addr ")
+			cmd, addr := fabric.StartPeer(t, tr.Listen())
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			c, err := fabric.Dial(ctx, addr)
@@ -221,21 +197,7 @@ func TestPeerKilledNoDeadline(t *testing.T) {
 }
 
 func peerKilledNoDeadline(t *testing.T, tr fabrictest.Transport) {
-	cmd := exec.Command(os.Args[0], "-test.run=NONE")
-	cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
-		t.Fatalf("peer said %q", sc.Text())
-	}
-	addr := strings.TrimPrefix(sc.Text(), "addr ")
+	cmd, addr := fabric.StartPeer(t, tr.Listen())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(100*time.Millisecond, 2*time.Second))
@@ -316,7 +278,7 @@ func peerKilledNoDeadline(t *testing.T, tr fabrictest.Transport) {
 }
 
 // TestKeepaliveLosesStoppedPeer stops a peer process (SIGSTOP: alive, silent) on the network RDM
-// transports: a Recv without deadline ends in ErrConnReset once a keepalive ping has gone
+// transports: a Recv without deadline ends in ErrConnReset once a keepalive read has gone
 // unanswered for the timeout.
 func TestKeepaliveLosesStoppedPeer(t *testing.T) {
 	for _, name := range []string{"tcp-rxm", "sockets"} {
@@ -325,27 +287,11 @@ func TestKeepaliveLosesStoppedPeer(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=NONE")
-			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen())
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-			}()
-			sc := bufio.NewScanner(out)
-			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
-				t.Fatalf("peer said %q", sc.Text())
-			}
+			cmd, addr := fabric.StartPeer(t, tr.Listen())
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			const timeout = 500 * time.Millisecond
-			c, err := fabric.Dial(ctx, strings.TrimPrefix(sc.Text(), "addr "), fabric.WithKeepalive(50*time.Millisecond, timeout))
+			c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(50*time.Millisecond, timeout))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -354,7 +300,7 @@ func TestKeepaliveLosesStoppedPeer(t *testing.T) {
 			if _, err := c.Recv(ctx, buf); err != nil { // the peer's descriptor
 				t.Fatal(err)
 			}
-			time.Sleep(10 * timeout) // pinging a live peer loses nothing
+			time.Sleep(10 * timeout) // reading a live peer loses nothing
 			if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -390,23 +336,10 @@ func TestLostPeerMessagesReadable(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			const msgs = 3
-			cmd := exec.Command(os.Args[0], "-test.run=NONE")
-			cmd.Env = append(os.Environ(), envPeer+"="+tr.Listen(), envPeerSend+"="+strconv.Itoa(msgs))
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			sc := bufio.NewScanner(out)
-			if !sc.Scan() || !strings.HasPrefix(sc.Text(), "addr ") {
-				t.Fatalf("peer said %q", sc.Text())
-			}
+			cmd, addr := fabric.StartPeer(t, tr.Listen(), fabric.EnvPeerSend+"="+strconv.Itoa(msgs))
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c, err := fabric.Dial(ctx, strings.TrimPrefix(sc.Text(), "addr "), fabric.WithKeepalive(20*time.Millisecond, 200*time.Millisecond))
+			c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(20*time.Millisecond, 200*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -51,16 +51,9 @@ func TestLingerServesBackToBack(t *testing.T) {
 	// Then it stops polling: over a quiet stretch the process uses a few ms of CPU (a
 	// goroutine still polling takes most of a core).
 	time.Sleep(10 * time.Millisecond)
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	c0, w0 := cpu(), time.Now()
+	c0, w0 := processCPU(t), time.Now()
 	time.Sleep(200 * time.Millisecond)
-	if used, wall := cpu()-c0, time.Since(w0); used > wall/10 {
+	if used, wall := processCPU(t)-c0, time.Since(w0); used > wall/10 {
 		t.Fatalf("the process used %v of CPU in %v of quiet after the requests: still polling", used, wall)
 	}
 }
@@ -209,16 +202,19 @@ func TestLingerWindowEnds(t *testing.T) {
 		t.Fatal("no linger window opened")
 	}
 	time.Sleep(3 * max(lingerMaxWindows*10*time.Millisecond, lingerMaxFloor))
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	c0, w0 := cpu(), time.Now()
+	c0, w0 := processCPU(t), time.Now()
 	time.Sleep(300 * time.Millisecond)
-	if used, wall := cpu()-c0, time.Since(w0); used > wall/10 {
+	if used, wall := processCPU(t)-c0, time.Since(w0); used > wall/10 {
 		t.Fatalf("the process used %v of CPU in %v of quiet, long after the windows' limit: still polling", used, wall)
 	}
+}
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
