@@ -13,7 +13,8 @@ import (
 // BenchmarkDial opens connections over tcp;ofi_rxm, both ends in this process, and keeps them
 // open: ns/op is a dial (with its accept), rss-MB/conn the resident memory a connection holds
 // on its two ends. Both are mostly the provider's endpoint buffers (ofi sets
-// FI_OFI_RXM_BUFFER_SIZE; run with it set to 16384, libfabric's default, to compare).
+// FI_OFI_RXM_BUFFER_SIZE and FI_OFI_RXM_MSG_RX_SIZE; run with them set to 16384 and 4096,
+// libfabric's defaults, to compare).
 func BenchmarkDial(b *testing.B) {
 	ctx := context.Background()
 	f, l, err := fabric.Listen(ctx, "ofi+tcp://127.0.0.1:0")

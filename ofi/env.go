@@ -21,4 +21,14 @@ func init() {
 	if _, set := os.LookupEnv("FI_OFI_RXM_BUFFER_SIZE"); !set {
 		os.Setenv("FI_OFI_RXM_BUFFER_SIZE", "4096")
 	}
+	// Over tcp, rxm receives through a shared receive context and posts 4096 of those buffers
+	// to it per endpoint (128 without one), sized for an endpoint that hears from many peers;
+	// rdmakit's fabric gives each connection endpoints of its own, each with one peer. At 4096
+	// a connection held 52 MB on its two ends and a dial took 0.22 s; at 128, 23.5 MB and
+	// 0.11 s (BenchmarkDial), and pipelined atomics ran as fast. Requests beyond the posted
+	// buffers (rxm carries atomics in messages) wait in the TCP connection until rxm reposts
+	// some (fabrictest's AtomicBurst). Set the variable to choose.
+	if _, set := os.LookupEnv("FI_OFI_RXM_MSG_RX_SIZE"); !set {
+		os.Setenv("FI_OFI_RXM_MSG_RX_SIZE", "128")
+	}
 }
