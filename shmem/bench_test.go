@@ -15,7 +15,8 @@ import (
 // no contention and with every member on one word, beside the C reference loop (same
 // libfabric calls, same target, same process). b.N operations per run; metrics:
 // go-ops/s, c-ops/s, go/c (target ≥ 0.95; c is the loop with fabric's libfabric setup),
-// go/lean (against the lean setup: no wait fd, FI_THREAD_DOMAIN) and, for depth > 1,
+// go/lean (against the lean setup: no wait fd, FI_THREAD_DOMAIN), cgo/c (the C loop driven
+// from a goroutine, one cgo call per batch: what Go itself costs) and, for depth > 1,
 // pipe/1-go and pipe/1-c (pipelined over one in flight, target ≥ 3 on tcp;ofi_rxm).
 func BenchmarkAtomics(b *testing.B) {
 	const depth, nodes = 32, 3
@@ -46,15 +47,20 @@ func BenchmarkAtomics(b *testing.B) {
 							if r[i].CLean, err = c.RunCLean(cs, b.N); err != nil {
 								b.Fatal(err)
 							}
+							if r[i].CGo, err = c.RunCFromGo(cs, b.N); err != nil {
+								b.Fatal(err)
+							}
 						}
 						b.ReportMetric(r[0].Go, "go1-ops/s")
 						b.ReportMetric(r[0].C, "c1-ops/s")
 						b.ReportMetric(r[0].Ratio(), "go/c-1")
 						b.ReportMetric(r[0].LeanRatio(), "go/lean-1")
+						b.ReportMetric(r[0].CGoRatio(), "cgo/c-1")
 						b.ReportMetric(r[1].Go, "go32-ops/s")
 						b.ReportMetric(r[1].C, "c32-ops/s")
 						b.ReportMetric(r[1].Ratio(), "go/c-32")
 						b.ReportMetric(r[1].LeanRatio(), "go/lean-32")
+						b.ReportMetric(r[1].CGoRatio(), "cgo/c-32")
 						b.ReportMetric(r[1].Go/r[0].Go, "pipe/1-go")
 						b.ReportMetric(r[1].C/r[0].C, "pipe/1-c")
 					})

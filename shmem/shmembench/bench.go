@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,10 +59,34 @@ type ServeFunc func(members []string, self int, name string, portion int) *exec.
 // Cluster is a set of members of one segment on one transport: all in this process, or
 // member 0 in a process of its own (Segs[0] is nil then).
 type Cluster struct {
-	Segs    []*shmem.Segment
+	Segs []*shmem.Segment
+	// Warmup is how long every run, of Go or of a C loop, makes operations before its clock
+	// starts (default DefaultWarmup; negative: none).
+	Warmup time.Duration
+	// Warmed counts the operations warm-ups made, all runs together.
+	Warmed  atomic.Uint64
 	members []string
 	served  *exec.Cmd
 	stderr  bytes.Buffer
+}
+
+// DefaultWarmup is the default Cluster.Warmup. The runs of a comparison take turns, and after
+// the other's turn the first operations of a run are slow: the target's progress for this
+// run's connection has gone to sleep, and so has the Go runtime of a process that ran the C
+// loop meanwhile. Measured one in flight on tcp;ofi_rxm, 250-op slices of a Go run after a C
+// run: the first at 0.59-0.67 of the C loop's rate, the rest 0.84-1.02; the C loop always
+// started after its endpoint's set-up and one operation. Both now start the clock after this.
+const DefaultWarmup = 25 * time.Millisecond
+
+// warmup is c.Warmup with its default.
+func (c *Cluster) warmup() time.Duration {
+	switch {
+	case c.Warmup == 0:
+		return DefaultWarmup
+	case c.Warmup < 0:
+		return 0
+	}
+	return c.Warmup
 }
 
 // NewCluster joins n members on transport ("ofi+tcp", "ofi+sockets", "ofi+shm") over loopback,
@@ -187,11 +212,12 @@ func (c Case) String() string {
 // and each round's Go/C.
 type Result struct {
 	Case
-	// C is the loop with fabric's setup (cref.Same), CLean with the lean one (cref.Lean).
-	Go, C, CLean float64
+	// C is the loop with fabric's setup (cref.Same), CLean with the lean one (cref.Lean), CGo
+	// the loop with fabric's setup driven from Go (cref.Job.FromGo: one cgo call per batch).
+	Go, C, CLean, CGo float64
 	// Ratios are the rounds' Go/C, in ascending order (none when Go and C were set directly);
-	// LeanRatios the rounds' Go/CLean.
-	Ratios, LeanRatios []float64
+	// LeanRatios the rounds' Go/CLean, CGoRatios their CGo/C.
+	Ratios, LeanRatios, CGoRatios []float64
 }
 
 // Ratio is the median of the rounds' Go/C, or Go over C without rounds.
@@ -219,35 +245,43 @@ func median(v []float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// runRounds runs the case rounds times: Go, the C loop with fabric's setup and the lean one back
-// to back, each first in turn.
+// CGoRatio is the median of the rounds' CGo/C: what driving the C loop from Go costs by itself.
+func (r Result) CGoRatio() float64 {
+	if len(r.CGoRatios) == 0 {
+		return r.CGo / r.C
+	}
+	return median(r.CGoRatios)
+}
+
+// runRounds runs the case rounds times: Go, the C loop with fabric's setup, the lean one and the
+// C loop driven from Go back to back, each first in turn.
 func (c *Cluster) runRounds(ctx context.Context, cs Case, ops, rounds int) (Result, error) {
 	r := Result{Case: cs}
-	var gos, cops, leans []float64
+	var gos, cops, leans, cgos []float64
 	for i := range rounds {
-		var got [3]float64 // go, C, lean C
-		runs := [3]func() (float64, error){
+		var got [4]float64 // go, C, lean C, C from Go
+		runs := [4]func() (float64, error){
 			func() (float64, error) { return c.RunGo(ctx, cs, ops) },
 			func() (float64, error) { return c.RunC(cs, ops) },
 			func() (float64, error) { return c.RunCLean(cs, ops) },
+			func() (float64, error) { return c.RunCFromGo(cs, ops) },
 		}
 		for k := range runs {
 			w := (i + k) % len(runs)
 			var err error
 			if got[w], err = runs[w](); err != nil {
-				return r, fmt.Errorf("%s: %s: %w", cs, [...]string{"go", "C", "lean C"}[w], err)
+				return r, fmt.Errorf("%s: %s: %w", cs, [...]string{"go", "C", "lean C", "C from Go"}[w], err)
 			}
 		}
-		gos, cops, leans = append(gos, got[0]), append(cops, got[1]), append(leans, got[2])
+		gos, cops, leans, cgos = append(gos, got[0]), append(cops, got[1]), append(leans, got[2]), append(cgos, got[3])
 		r.Ratios = append(r.Ratios, got[0]/got[1])
 		r.LeanRatios = append(r.LeanRatios, got[0]/got[2])
+		r.CGoRatios = append(r.CGoRatios, got[3]/got[1])
 	}
-	slices.Sort(gos)
-	slices.Sort(cops)
-	slices.Sort(leans)
-	slices.Sort(r.Ratios)
-	slices.Sort(r.LeanRatios)
-	r.Go, r.C, r.CLean = median(gos), median(cops), median(leans)
+	for _, v := range [][]float64{gos, cops, leans, cgos, r.Ratios, r.LeanRatios, r.CGoRatios} {
+		slices.Sort(v)
+	}
+	r.Go, r.C, r.CLean, r.CGo = median(gos), median(cops), median(leans), median(cgos)
 	return r, nil
 }
 
@@ -266,11 +300,27 @@ func wordFor(cs Case, member int) uint64 {
 func (c *Cluster) RunGo(ctx context.Context, cs Case, ops int) (float64, error) {
 	parts := c.participants(cs)
 	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
-	start := time.Now()
+	var warm, wg sync.WaitGroup
+	begin := make(chan struct{})
+	warmUntil := time.Now().Add(c.warmup())
 	for k, m := range parts {
-		wg.Go(func() { errs[k] = runGo(ctx, c.Segs[m], cs, wordFor(cs, m), ops) })
+		warm.Add(1)
+		wg.Go(func() {
+			for errs[k] == nil && time.Now().Before(warmUntil) {
+				if errs[k] = runGo(ctx, c.Segs[m], cs, wordFor(cs, m), cs.Depth); errs[k] == nil {
+					c.Warmed.Add(uint64(cs.Depth))
+				}
+			}
+			warm.Done()
+			<-begin
+			if errs[k] == nil {
+				errs[k] = runGo(ctx, c.Segs[m], cs, wordFor(cs, m), ops)
+			}
+		})
 	}
+	warm.Wait()
+	start := time.Now()
+	close(begin)
 	wg.Wait()
 	el := time.Since(start)
 	if err := errors.Join(errs...); err != nil {
@@ -309,12 +359,20 @@ func runGo(ctx context.Context, s *shmem.Segment, cs Case, off uint64, n int) er
 // RunC runs the C loop for the case with fabric's setup (cref.Same): one thread (no
 // contention) or one per member the Go path runs on (one word), each with its own endpoint, ops
 // operations each, and returns ops/s.
-func (c *Cluster) RunC(cs Case, ops int) (float64, error) { return c.runC(cs, ops, cref.Same) }
+func (c *Cluster) RunC(cs Case, ops int) (float64, error) { return c.runC(cs, ops, cref.Same, false) }
 
 // RunCLean is RunC with the lean setup (cref.Lean).
-func (c *Cluster) RunCLean(cs Case, ops int) (float64, error) { return c.runC(cs, ops, cref.Lean) }
+func (c *Cluster) RunCLean(cs Case, ops int) (float64, error) {
+	return c.runC(cs, ops, cref.Lean, false)
+}
 
-func (c *Cluster) runC(cs Case, ops int, setup cref.Setup) (float64, error) {
+// RunCFromGo is RunC driven from goroutines, one cgo call per batch (cref.Job.FromGo): the
+// floor of a Go binding.
+func (c *Cluster) RunCFromGo(cs Case, ops int) (float64, error) {
+	return c.runC(cs, ops, cref.Same, true)
+}
+
+func (c *Cluster) runC(cs Case, ops int, setup cref.Setup, fromGo bool) (float64, error) {
 	r, err := c.local().Descriptor(0)
 	if err != nil {
 		return 0, err
@@ -323,8 +381,11 @@ func (c *Cluster) runC(cs Case, ops int, setup cref.Setup) (float64, error) {
 	if cs.Contention {
 		threads, off = len(c.participants(cs)), 0
 	}
+	var warmed uint64
 	n, el, err := cref.Run(cref.Job{Addr: c.members[0], Remote: r, Off: off, Kind: crefKind[cs.Op],
-		Depth: cs.Depth, Ops: uint64(ops), Threads: threads, Setup: setup})
+		Depth: cs.Depth, Ops: uint64(ops), Threads: threads, Setup: setup, FromGo: fromGo,
+		Warmup: c.warmup(), Warmed: &warmed})
+	c.Warmed.Add(warmed)
 	if err != nil {
 		return 0, err
 	}
@@ -369,9 +430,10 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 	defer c.Close()
 	var out []Result
 	if w != nil {
-		fmt.Fprintf(w, "C: the loop with fabric's libfabric setup; lean C: no wait fd, FI_THREAD_DOMAIN\n")
-		fmt.Fprintf(w, "%-40s %10s %10s %6s %11s %10s %7s\n", "case", "go ops/s", "C ops/s", "go/C",
-			"rounds", "lean C", "go/lean")
+		fmt.Fprintf(w, "C: the loop with fabric's libfabric setup; lean C: no wait fd, FI_THREAD_DOMAIN;\n")
+		fmt.Fprintf(w, "C from Go: the C loop driven by a goroutine, one cgo call per batch (a Go binding's floor)\n")
+		fmt.Fprintf(w, "%-40s %10s %10s %6s %11s %10s %7s %7s\n", "case", "go ops/s", "C ops/s", "go/C",
+			"rounds", "lean C", "go/lean", "CGo/C")
 	}
 	for _, cs := range Cases(cfg.Depth) {
 		r, err := c.runRounds(ctx, cs, cfg.Ops, cfg.Rounds)
@@ -380,16 +442,16 @@ func Run(ctx context.Context, cfg Config, w io.Writer) ([]Result, error) {
 		}
 		out = append(out, r)
 		if w != nil {
-			fmt.Fprintf(w, "%-40s %10.0f %10.0f %6.2f %5.2f-%5.2f %10.0f %7.2f\n", cs, r.Go, r.C, r.Ratio(),
-				r.Ratios[0], r.Ratios[len(r.Ratios)-1], r.CLean, r.LeanRatio())
+			fmt.Fprintf(w, "%-40s %10.0f %10.0f %6.2f %5.2f-%5.2f %10.0f %7.2f %7.2f\n", cs, r.Go, r.C, r.Ratio(),
+				r.Ratios[0], r.Ratios[len(r.Ratios)-1], r.CLean, r.LeanRatio(), r.CGoRatio())
 		}
 	}
 	if w != nil {
 		fmt.Fprintln(w, "\npipelined / one in flight:")
 		for i := 0; i+1 < len(out); i += 2 {
 			one, pip := out[i], out[i+1]
-			fmt.Fprintf(w, "%-40s go %6.2fx  C %6.2fx  lean C %6.2fx\n", pip.Case, pip.Go/one.Go,
-				pip.C/one.C, pip.CLean/one.CLean)
+			fmt.Fprintf(w, "%-40s go %6.2fx  C %6.2fx  lean C %6.2fx  C from Go %6.2fx\n", pip.Case,
+				pip.Go/one.Go, pip.C/one.C, pip.CLean/one.CLean, pip.CGo/one.CGo)
 		}
 	}
 	return out, nil

@@ -60,6 +60,7 @@ func TestServedCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.Warmup = -1 // every operation below is counted
 	if c.Segs[0] != nil || c.Segs[1] == nil || c.Segs[2] == nil {
 		t.Fatalf("members in this process: %v", c.Segs)
 	}
@@ -105,8 +106,9 @@ func TestServedCluster(t *testing.T) {
 	}
 }
 
-// TestRunRounds checks that a case runs its rounds of Go and both C loops back to back (every
-// operation of each lands on the target) and reports medians and each round's ratios.
+// TestRunRounds checks that a case runs its rounds of Go and the three C loops back to back
+// (every operation of each lands on the target, warm-ups included) and reports medians and
+// each round's ratios.
 func TestRunRounds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -127,22 +129,77 @@ func TestRunRounds(t *testing.T) {
 	if len(r.LeanRatios) != rounds || !slices.IsSorted(r.LeanRatios) || r.LeanRatio() != r.LeanRatios[1] {
 		t.Errorf("lean ratios %v, median %v", r.LeanRatios, r.LeanRatio())
 	}
-	if r.Go <= 0 || r.C <= 0 || r.CLean <= 0 {
-		t.Errorf("go %v, C %v, lean C %v ops/s", r.Go, r.C, r.CLean)
+	if len(r.CGoRatios) != rounds || !slices.IsSorted(r.CGoRatios) || r.CGoRatio() != r.CGoRatios[1] {
+		t.Errorf("C-from-Go ratios %v, median %v", r.CGoRatios, r.CGoRatio())
 	}
-	// Both C loops work on the C word.
-	for who, w := range map[string]struct{ off, n uint64 }{"go": {wordFor(cs, 1), ops * rounds},
-		"C": {wordFor(cs, len(c.Segs)+1), 2 * ops * rounds}} {
-		if v, err := c.Segs[1].Load(ctx, 0, w.off); err != nil || v != w.n {
-			t.Errorf("%s's word: %d, %v; want %d", who, v, err, w.n)
+	if r.Go <= 0 || r.C <= 0 || r.CLean <= 0 || r.CGo <= 0 {
+		t.Errorf("go %v, C %v, lean C %v, C from Go %v ops/s", r.Go, r.C, r.CLean, r.CGo)
+	}
+	// The three C loops work on the C word.
+	var sum uint64
+	for _, off := range []uint64{wordFor(cs, 1), wordFor(cs, len(c.Segs)+1)} {
+		v, err := c.Segs[1].Load(ctx, 0, off)
+		if err != nil {
+			t.Fatal(err)
 		}
+		sum += v
 	}
-	if m := (Result{Go: 3, C: 4, CLean: 6}); m.Ratio() != 0.75 || m.LeanRatio() != 0.5 {
-		t.Errorf("ratios without rounds %v, %v; want Go/C, Go/CLean", m.Ratio(), m.LeanRatio())
+	if want := 4*ops*rounds + c.Warmed.Load(); sum != want {
+		t.Errorf("the words hold %d operations, want %d (%d of warm-ups)", sum, want, c.Warmed.Load())
+	}
+	if m := (Result{Go: 3, C: 4, CLean: 6, CGo: 2}); m.Ratio() != 0.75 || m.LeanRatio() != 0.5 || m.CGoRatio() != 0.5 {
+		t.Errorf("ratios without rounds %v, %v, %v; want Go/C, Go/CLean, CGo/C", m.Ratio(), m.LeanRatio(), m.CGoRatio())
 	}
 	if m := median([]float64{1, 2, 4, 8}); m != 3 {
 		t.Errorf("median of an even count %v, want 3", m)
 	}
+}
+
+// TestWarmup checks that every kind of run makes operations before its clock starts, for about
+// Cluster.Warmup, and that they land on the target like the counted ones.
+func TestWarmup(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := NewCluster(ctx, "ofi+tcp", 2, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Warmup = 20 * time.Millisecond
+	const ops = 50
+	cs := Case{Op: shmem.OpAdd, Depth: 2}
+	for _, run := range []struct {
+		name string
+		off  uint64
+		fn   func() (float64, error)
+	}{
+		{"go", wordFor(cs, 1), func() (float64, error) { return c.RunGo(ctx, cs, ops) }},
+		{"C", wordFor(cs, len(c.Segs)+1), func() (float64, error) { return c.RunC(cs, ops) }},
+		{"lean C", wordFor(cs, len(c.Segs)+1), func() (float64, error) { return c.RunCLean(cs, ops) }},
+		{"C from Go", wordFor(cs, len(c.Segs)+1), func() (float64, error) { return c.RunCFromGo(cs, ops) }},
+	} {
+		before, warmed := load(t, c, run.off), c.Warmed.Load()
+		start := time.Now()
+		if _, err := run.fn(); err != nil {
+			t.Fatalf("%s: %v", run.name, err)
+		}
+		el, warm := time.Since(start), c.Warmed.Load()-warmed
+		if warm == 0 || el < c.Warmup {
+			t.Errorf("%s: warm-up made %d operations, the run took %v", run.name, warm, el)
+		}
+		if got := load(t, c, run.off) - before; got != ops+warm {
+			t.Errorf("%s: the word grew by %d, want %d (%d of the warm-up)", run.name, got, ops+warm, warm)
+		}
+	}
+}
+
+func load(t *testing.T, c *Cluster, off uint64) uint64 {
+	t.Helper()
+	v, err := c.Segs[1].Load(context.Background(), 0, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestCRefWarmUp checks that the C loop reaches the target before its clock starts: a

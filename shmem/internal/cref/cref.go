@@ -31,8 +31,10 @@ typedef struct {
 	int kind, depth, lean, shm;
 	uint64_t nops;
 	int64_t stall_ns; // give up when a batch has waited this long (a dead target)
+	int64_t warm_ns;  // run batches this long, uncounted, before the clock starts
+	pthread_barrier_t *bar; // cref_run's start line (NULL: none)
 	// outputs
-	uint64_t done;
+	uint64_t done, warmed; // operations counted, and made in the warm-up
 	int wait_fd, tagged, threading; // the setup obtained
 	int err;
 	char msg[160];
@@ -47,6 +49,7 @@ typedef struct {
 	uint64_t *buf; // operand, compare, result: depth words each
 	fi_addr_t peer;
 	uint64_t cur; // the targeted word's value, as the warm-up read it
+	uint64_t seq; // operations posted by cref_step
 } cref_job;
 
 static int cref_fail(cref_job *j, const char *what, long rc) {
@@ -215,42 +218,88 @@ static int cref_warm(cref_job *j) {
 	return 0;
 }
 
+// cref_batch runs one batch of the loop: up to depth posts, then their reaps. *cur is the
+// targeted word as a local copy would know it, *seq the operations posted so far. It returns
+// 0, or -1 with the job failed.
+static int cref_batch(cref_job *j, uint64_t *cur, uint64_t *seq) {
+	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
+	int batch = j->depth;
+	if ((uint64_t)batch > j->nops - j->done) batch = (int)(j->nops - j->done);
+	struct timespec since = {0, 0}; // read only once the batch has waited a while
+	for (int i = 0; i < batch; i++, (*seq)++)
+		if (cref_post_retry(j, j->kind, i, *cur, *seq, &since))
+			return -1;
+	if (cref_reap(j, batch, &since))
+		return -1;
+	for (int i = 0; i < batch; i++) // what a local copy would learn
+		*cur = result[i] == compare[i] ? operand[i] : result[i];
+	j->done += batch;
+	return 0;
+}
+
+// cref_step runs one batch (cref_batch) with the loop's state in the job: the targeted word's
+// value as a local copy would know it, and the operations posted so far. A loop driven from Go
+// makes one cgo call of it per batch.
+static int cref_step(cref_job *j) { return cref_batch(j, &j->cur, &j->seq); }
+
+static int64_t cref_ns(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// cref_warmup runs batches for warm_ns without counting them: after a pause (the other loop of
+// a comparison ran meanwhile) the first operations are slower than the rest, on the target
+// (its progress went to sleep) and in the caller's process, and the clock starts after them.
+// It returns 0, or -1 with the job failed.
+static int cref_warmup(cref_job *j) {
+	if (j->warm_ns <= 0)
+		return 0;
+	uint64_t nops = j->nops;
+	int64_t end = cref_ns() + j->warm_ns;
+	j->nops = UINT64_MAX;
+	int rc = 0;
+	while (rc == 0 && cref_ns() < end)
+		rc = cref_step(j);
+	j->nops = nops;
+	j->warmed = j->done;
+	j->done = 0;
+	return rc;
+}
+
 static void *cref_loop(void *arg) {
 	cref_job *j = arg;
-	uint64_t *operand = j->buf, *compare = j->buf + j->depth, *result = j->buf + 2 * j->depth;
-	uint64_t cur = j->cur, seq = 0;
-	while (j->done < j->nops) {
-		int batch = j->depth;
-		if ((uint64_t)batch > j->nops - j->done) batch = (int)(j->nops - j->done);
-		struct timespec since = {0, 0}; // read only once the batch has waited a while
-		for (int i = 0; i < batch; i++, seq++)
-			if (cref_post_retry(j, j->kind, i, cur, seq, &since))
-				return NULL;
-		if (cref_reap(j, batch, &since))
-			return NULL;
-		for (int i = 0; i < batch; i++) // what a local copy would learn
-			cur = result[i] == compare[i] ? operand[i] : result[i];
-		j->done += batch;
-	}
+	int bad = cref_warmup(j);
+	if (j->bar)
+		pthread_barrier_wait(j->bar);
+	while (!bad && j->done < j->nops && cref_step(j) == 0)
+		;
 	return NULL;
 }
 
-// cref_run runs n jobs, one thread each, and returns the wall time in ns.
+// cref_run runs n jobs, one thread each, and returns the wall time in ns from the moment all
+// have warmed up.
 static uint64_t cref_run(cref_job *jobs, int n) {
 	pthread_t th[64];
-	struct timespec a, b;
+	pthread_barrier_t bar;
 	for (int i = 0; i < n; i++) {
 		if (cref_setup(&jobs[i])) {
 			for (int k = 0; k <= i; k++) cref_close(&jobs[k]);
 			return 0;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, cref_loop, &jobs[i]);
+	pthread_barrier_init(&bar, NULL, (unsigned)n + 1);
+	for (int i = 0; i < n; i++) {
+		jobs[i].bar = &bar;
+		pthread_create(&th[i], NULL, cref_loop, &jobs[i]);
+	}
+	pthread_barrier_wait(&bar);
+	int64_t a = cref_ns();
 	for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
-	clock_gettime(CLOCK_MONOTONIC, &b);
+	int64_t b = cref_ns();
+	pthread_barrier_destroy(&bar);
 	for (int i = 0; i < n; i++) cref_close(&jobs[i]);
-	return (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ull + (uint64_t)(b.tv_nsec - a.tv_nsec);
+	return (uint64_t)(b - a);
 }
 
 // cref_shm_name finds the full shm endpoint name of a listener named name (newest match).
@@ -270,6 +319,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -329,10 +380,21 @@ type Job struct {
 	// Stall ends the run with an error when a batch waits this long (default 30s): a dead
 	// target never answers.
 	Stall time.Duration
+	// Warmup is how long each thread runs batches, uncounted, before the clock starts (after
+	// the one warm-up operation every thread makes).
+	Warmup time.Duration
+	// Warmed, if not nil, receives the operations the warm-ups made (not counting the one every
+	// thread makes, a fetch-add of 0).
+	Warmed *uint64
 	// Setup is how the endpoints are opened (default Same).
 	Setup Setup
 	// Got, if not nil, receives what the first thread's setup obtained.
 	Got *Got
+	// FromGo drives the loop from Go: each thread is a goroutine making one cgo call per batch
+	// (the same C code posts and reaps it), yielding once a millisecond (yieldEvery) and
+	// doing nothing else between the calls. It is the floor of any Go binding that makes a
+	// call into C per operation: what it loses against the C loop is Go's, not a binding's.
+	FromGo bool
 }
 
 // Got is what a setup obtained from the provider.
@@ -390,22 +452,77 @@ func Run(j Job) (uint64, time.Duration, error) {
 		jb.prov, jb.node, jb.service = cprov, cnode, cservice
 		jb.raddr, jb.key = C.uint64_t(j.Remote.Addr+j.Off), C.uint64_t(j.Remote.Key)
 		jb.kind, jb.depth, jb.nops = C.int(j.Kind), C.int(j.Depth), C.uint64_t(j.Ops)
-		jb.stall_ns = C.int64_t(stall)
+		jb.stall_ns, jb.warm_ns = C.int64_t(stall), C.int64_t(j.Warmup)
 		jb.lean, jb.shm = C.int(boolInt(j.Setup == Lean)), C.int(boolInt(a.Provider == "shm"))
 	}
-	ns := C.cref_run(&jobs[0], C.int(j.Threads))
+	var ns C.uint64_t
+	if j.FromGo {
+		ns = runFromGo(jobs[:j.Threads])
+	} else {
+		ns = C.cref_run(&jobs[0], C.int(j.Threads))
+	}
 	if j.Got != nil && jobs[0].err == 0 {
 		*j.Got = Got{WaitFD: jobs[0].wait_fd != 0, Tagged: jobs[0].tagged != 0,
 			ThreadSafe: jobs[0].threading == C.FI_THREAD_SAFE}
 	}
-	var done uint64
+	var done, warmed uint64
 	for i := range j.Threads {
 		if jobs[i].err != 0 {
 			return 0, 0, fmt.Errorf("cref: thread %d: %s", i, C.GoString(&jobs[i].msg[0]))
 		}
 		done += uint64(jobs[i].done)
+		warmed += uint64(jobs[i].warmed)
+	}
+	if j.Warmed != nil {
+		*j.Warmed = warmed
 	}
 	return done, time.Duration(ns), nil
+}
+
+// A goroutine that never leaves the scheduler's hands runs on one schedtick, and after 10 ms
+// of that sysmon takes its P while it is in a cgo call, then polls every 20 µs for a while: on
+// a 2-core machine those wake-ups land on the CPU that serves the target. The loop from Go
+// made 4000 sysmon sleeps a second that way and ran at 0.91-0.95 of the C loop; yielding
+// every millisecond, it ran at 0.97-1.03.
+const yieldEvery = time.Millisecond
+
+// runFromGo is cref_run with the loops driven from goroutines (Job.FromGo).
+func runFromGo(jobs []C.cref_job) C.uint64_t {
+	for i := range jobs {
+		if C.cref_setup(&jobs[i]) != 0 {
+			for k := 0; k <= i; k++ {
+				C.cref_close(&jobs[k])
+			}
+			return 0
+		}
+	}
+	var warm, wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range jobs {
+		jb := &jobs[i]
+		warm.Add(1)
+		wg.Go(func() {
+			bad := C.cref_warmup(jb) != 0
+			warm.Done()
+			<-start
+			last := time.Now()
+			for !bad && jb.done < jb.nops && C.cref_step(jb) == 0 {
+				if time.Since(last) > yieldEvery {
+					runtime.Gosched()
+					last = time.Now()
+				}
+			}
+		})
+	}
+	warm.Wait()
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	ns := C.uint64_t(time.Since(t0))
+	for i := range jobs {
+		C.cref_close(&jobs[i])
+	}
+	return ns
 }
 
 func boolInt(b bool) int {
