@@ -156,9 +156,9 @@ func testMessages(t *testing.T, p *Pair) {
 	}
 }
 
-// testBurst: a sender that runs ahead of a receiver that does not read yet (some messages
-// over rxm's eager size, 4 KiB: segmented) is held back, and every message arrives, whole
-// and in order, once the receiver reads.
+// testBurst: a sender runs ahead of a receiver that does not read yet (as far as the
+// transport lets it; some messages are over rxm's eager size, 4 KiB, and travel segmented),
+// and every message arrives, whole and in order, once the receiver reads.
 func testBurst(t *testing.T, p *Pair) {
 	ctx := ctxT(t)
 	const n = 600

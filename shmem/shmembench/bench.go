@@ -74,7 +74,7 @@ type Cluster struct {
 // the other's turn the first operations of a run are slow: the target's progress for this
 // run's connection has gone to sleep, and so has the Go runtime of a process that ran the C
 // loop meanwhile. Measured one in flight on tcp;ofi_rxm, 250-op slices of a Go run after a C
-// run: the first at 0.59-0.67 of the C loop's rate, the rest 0.84-1.02; the C loop always
+// run: the first at 0.59-0.67 of the C loop's rate, the rest 0.78-1.02; the C loop always
 // started after its endpoint's set-up and one operation. Both now start the clock after this.
 const DefaultWarmup = 25 * time.Millisecond
 
