@@ -291,6 +291,9 @@ func (b *ofiBackend) dial(ctx context.Context, to Addr) (connImpl, error) {
 		}
 		to.Host = name
 	}
+	if err := probeListener(ctx, to); err != nil {
+		return nil, err
+	}
 	infos, err := b.getinfo(to, false)
 	if err != nil {
 		return nil, ofiError(err)
