@@ -145,17 +145,7 @@ func TestShmPeerWithoutPidfd(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Recv(context.Background(), buf)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrConnReset) || errors.Is(err, ErrClosed) {
-			t.Fatalf("recv: %v, want ErrConnReset", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("recv still waiting 10 s after the peer died")
+	if err := RecvEnds(t, c, 10*time.Second, "the peer died"); !errors.Is(err, ErrConnReset) || errors.Is(err, ErrClosed) {
+		t.Fatalf("recv: %v, want ErrConnReset", err)
 	}
 }

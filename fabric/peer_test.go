@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
@@ -60,28 +61,37 @@ func runPeer(addr string) int {
 	return 0
 }
 
+// dialPeer starts the test binary as a peer process listening on listen (fabric.StartPeer),
+// dials it with opts and reads the descriptor of the memory the peer registered, its first
+// message. The connection closes when the test ends.
+func dialPeer(t *testing.T, listen string, opts ...fabric.Option) (*exec.Cmd, *fabric.Conn, fabric.Remote) {
+	t.Helper()
+	cmd, addr := fabric.StartPeer(t, listen)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := fabric.Dial(ctx, addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	buf := make([]byte, 64)
+	n, err := c.Recv(ctx, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r fabric.Remote
+	if err := r.UnmarshalBinary(buf[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, c, r
+}
+
 // TestPeerKilled kills a peer process in the middle of a stream of transfers: the stream must
 // end with an error within its deadline, never hang.
 func TestPeerKilled(t *testing.T) {
 	for name, tr := range ofiTransports(t) {
 		t.Run(name, func(t *testing.T) {
-			cmd, addr := fabric.StartPeer(t, tr.Listen())
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := fabric.Dial(ctx, addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			buf := make([]byte, 64)
-			n, err := c.Recv(ctx, buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r fabric.Remote
-			if err := r.UnmarshalBinary(buf[:n]); err != nil {
-				t.Fatal(err)
-			}
+			cmd, c, r := dialPeer(t, tr.Listen())
 			local, err := c.Fabric().Alloc(8<<20, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -197,23 +207,7 @@ func TestPeerKilledNoDeadline(t *testing.T) {
 }
 
 func peerKilledNoDeadline(t *testing.T, tr fabrictest.Transport) {
-	cmd, addr := fabric.StartPeer(t, tr.Listen())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := fabric.Dial(ctx, addr, fabric.WithKeepalive(100*time.Millisecond, 2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 64)
-	n, err := c.Recv(ctx, buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r fabric.Remote
-	if err := r.UnmarshalBinary(buf[:n]); err != nil {
-		t.Fatal(err)
-	}
+	cmd, c, r := dialPeer(t, tr.Listen(), fabric.WithKeepalive(100*time.Millisecond, 2*time.Second))
 	atomics := c.Caps().Atomics.Has(fabric.FetchAdd)
 	type result struct {
 		what string
@@ -239,6 +233,7 @@ func peerKilledNoDeadline(t *testing.T, tr fabrictest.Transport) {
 		close(started)
 	}
 	go func() {
+		buf := make([]byte, 64)
 		_, err := c.Recv(forever, buf)
 		done <- result{"recv", err}
 	}()
@@ -305,22 +300,13 @@ func TestKeepaliveLosesStoppedPeer(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			done := make(chan error, 1)
-			go func() {
-				_, err := c.Recv(context.Background(), buf)
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
-				if !errors.Is(err, fabric.ErrConnReset) {
-					t.Fatalf("recv: %v, want ErrConnReset", err)
-				}
-				if d := time.Since(start); d < timeout {
-					t.Errorf("lost after %v, before the keepalive timeout", d)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("recv still waiting 10 s after the peer stopped")
+			err = fabric.RecvEnds(t, c, 10*time.Second, "the peer stopped")
+			t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+			if !errors.Is(err, fabric.ErrConnReset) {
+				t.Fatalf("recv: %v, want ErrConnReset", err)
+			}
+			if d := time.Since(start); d < timeout {
+				t.Errorf("lost after %v, before the keepalive timeout", d)
 			}
 		})
 	}

@@ -2,10 +2,12 @@ package fabric
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // EnvPeer makes the test binary a peer process (runPeer in peer_test.go): it listens on the
@@ -39,4 +41,22 @@ func StartPeer(t *testing.T, listen string, env ...string) (*exec.Cmd, string) {
 		t.Fatalf("peer said %q", sc.Text())
 	}
 	return cmd, strings.TrimPrefix(sc.Text(), "addr ")
+}
+
+// RecvEnds runs a Recv on c without deadline and returns its error; the test fails if the Recv
+// is still waiting after limit (after says what happened before it, for the message).
+func RecvEnds(t *testing.T, c *Conn, limit time.Duration, after string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Recv(context.Background(), make([]byte, 64))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		t.Fatalf("recv still waiting %v after %s", limit, after)
+		return nil
+	}
 }

@@ -136,14 +136,7 @@ func TestRunRounds(t *testing.T) {
 		t.Errorf("go %v, C %v, lean C %v, C from Go %v ops/s", r.Go, r.C, r.CLean, r.CGo)
 	}
 	// The three C loops work on the C word.
-	var sum uint64
-	for _, off := range []uint64{wordFor(cs, 1), wordFor(cs, len(c.Segs)+1)} {
-		v, err := c.Segs[1].Load(ctx, 0, off)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += v
-	}
+	sum := load(t, c, wordFor(cs, 1)) + load(t, c, wordFor(cs, len(c.Segs)+1))
 	if want := 4*ops*rounds + c.Warmed.Load(); sum != want {
 		t.Errorf("the words hold %d operations, want %d (%d of warm-ups)", sum, want, c.Warmed.Load())
 	}
