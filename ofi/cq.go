@@ -98,11 +98,12 @@ const (
 )
 
 type slot struct {
-	state atomic.Int32
-	ch    chan struct{} // cap 1: completion signal for a parked waiter
-	comp  completion
-	flow  *flow // the endpoint's flow limit the op holds cost bytes of, or nil
-	cost  int64
+	state   atomic.Int32
+	waiting atomic.Bool   // a waiter is parked (or about to park) on ch
+	ch      chan struct{} // cap 1: completion signal for a parked waiter
+	comp    completion
+	flow    *flow // the endpoint's flow limit the op holds cost bytes of, or nil
+	cost    int64
 }
 
 // completion is what the queue reported for one operation.
@@ -302,6 +303,7 @@ func (q *CQ) allocSlot(f *flow, cost int64) int32 {
 	}
 	s.comp = completion{}
 	s.flow, s.cost = f, cost
+	s.waiting.Store(false)
 	s.state.Store(slotPending)
 	return id
 }
@@ -428,9 +430,13 @@ func (q *CQ) dispatch(comps []C.rk_comp) {
 			s.comp.err = &Error{Op: "completion", Errno: int(c.err), ProvErrno: int(c.prov_errno), Text: text}
 		}
 		if s.state.CompareAndSwap(slotPending, slotDone) {
-			select {
-			case s.ch <- struct{}{}:
-			default:
+			// Signal only a waiter that parks: one that polls sees the state, and a signal
+			// nobody takes costs a channel operation now and another at the slot's next use.
+			if s.waiting.Load() {
+				select {
+				case s.ch <- struct{}{}:
+				default:
+				}
 			}
 		} else if s.state.Load() == slotAbandoned {
 			q.freeSlot(int32(id))
@@ -515,6 +521,10 @@ func (q *CQ) await(ctx context.Context, id int32, done, stop <-chan struct{}, ke
 // park is await's wait for the completion signal of slot s.
 func (q *CQ) park(ctx context.Context, s *slot, done, stop <-chan struct{}, keep bool) error {
 	for s.state.Load() == slotPending {
+		s.waiting.Store(true) // then look again: dispatch sets the state, then looks at waiting
+		if s.state.Load() != slotPending {
+			break
+		}
 		var err error
 		select {
 		case <-s.ch:

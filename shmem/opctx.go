@@ -12,6 +12,12 @@ import (
 // almost every operation finishes while its caller still polls for the completion, before
 // anything asks for Done. The timer-backed context is made the first time Done is called
 // (a waiter about to park); until then Err compares the clock.
+//
+// Wrappers that were never armed are reused (lazyPool): allocating one per operation cost
+// about 0.4 µs of the time between one operation's completion and the next one's post, one in
+// flight on tcp;ofi_rxm (the allocator's memory is cold after the wait), against 0.1 µs for
+// taking one from the pool. An armed wrapper is not reused: deriving a context from it arms it,
+// so only an unarmed one is certainly held by nobody once its operations are over.
 type lazyDeadline struct {
 	parent   context.Context
 	deadline time.Time
@@ -26,14 +32,19 @@ type armedCtx struct {
 
 // withLazyDeadline gives ctx a deadline limit from now if it has none, and returns the
 // wrapper (nil when ctx already has a deadline): call its release, which is nil-safe, when the
-// operations are over. (Not a release func: a method value is one more allocation per op.)
+// operations are over, and do not use the context after that. (Not a release func: a method
+// value is one more allocation per op.)
 func withLazyDeadline(ctx context.Context, limit time.Duration) (context.Context, *lazyDeadline) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, nil
 	}
-	c := &lazyDeadline{parent: ctx, deadline: time.Now().Add(limit)}
+	c := lazyPool.Get().(*lazyDeadline)
+	c.parent, c.deadline = ctx, time.Now().Add(limit)
 	return c, c
 }
+
+// lazyPool holds wrappers that were released unarmed.
+var lazyPool = sync.Pool{New: func() any { return new(lazyDeadline) }}
 
 func (c *lazyDeadline) arm() *armedCtx {
 	c.once.Do(func() {
@@ -43,13 +54,18 @@ func (c *lazyDeadline) arm() *armedCtx {
 	return c.armed.Load()
 }
 
+// release ends the wrapper's use: it stops an armed one's timer and puts an unarmed one back in
+// lazyPool.
 func (c *lazyDeadline) release() {
 	if c == nil {
 		return
 	}
 	if a := c.armed.Load(); a != nil {
 		a.cancel()
+		return
 	}
+	c.parent = nil
+	lazyPool.Put(c)
 }
 
 // Deadline is the limit given at creation.

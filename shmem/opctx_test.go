@@ -59,3 +59,32 @@ func TestLazyDeadline(t *testing.T) {
 	}
 	<-ctx.Done()
 }
+
+// TestLazyDeadlineReuse checks that a released wrapper is reused only if it was never armed:
+// a context derived from an armed one may still watch it.
+func TestLazyDeadlineReuse(t *testing.T) {
+	ctx, armed := withLazyDeadline(context.Background(), time.Minute)
+	child, cancel := context.WithCancel(ctx) // arms it
+	defer cancel()
+	armed.release()
+	select {
+	case <-child.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("released: its child was not cancelled")
+	}
+	if !errors.Is(child.Err(), context.Canceled) {
+		t.Fatalf("released: its child's error is %v", child.Err())
+	}
+	seen := map[*lazyDeadline]bool{}
+	for range 100 {
+		_, lz := withLazyDeadline(context.Background(), time.Minute)
+		if lz == armed {
+			t.Fatal("an armed wrapper was reused")
+		}
+		seen[lz] = true
+		lz.release()
+	}
+	if len(seen) == 100 { // the race detector's pool drops a quarter of them, not all
+		t.Error("no unarmed wrapper was reused")
+	}
+}
