@@ -74,6 +74,12 @@ func dialPeer(t *testing.T, listen string, opts ...fabric.Option) (*exec.Cmd, *f
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return cmd, c, recvRemote(t, ctx, c)
+}
+
+// recvRemote receives a memory descriptor on c (a peer process's first message).
+func recvRemote(t *testing.T, ctx context.Context, c *fabric.Conn) fabric.Remote {
+	t.Helper()
 	buf := make([]byte, 64)
 	n, err := c.Recv(ctx, buf)
 	if err != nil {
@@ -83,7 +89,7 @@ func dialPeer(t *testing.T, listen string, opts ...fabric.Option) (*exec.Cmd, *f
 	if err := r.UnmarshalBinary(buf[:n]); err != nil {
 		t.Fatal(err)
 	}
-	return cmd, c, r
+	return r
 }
 
 // TestPeerKilled kills a peer process in the middle of a stream of transfers: the stream must
@@ -331,15 +337,8 @@ func TestLostPeerMessagesReadable(t *testing.T) {
 			}
 			defer c.Close()
 			cmd.Wait() // it sent everything and died
+			r := recvRemote(t, ctx, c)
 			buf := make([]byte, 64)
-			n, err := c.Recv(ctx, buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r fabric.Remote
-			if err := r.UnmarshalBinary(buf[:n]); err != nil {
-				t.Fatal(err)
-			}
 			// Lost by now (shm: at once; the others: within an interval and a timeout).
 			time.Sleep(time.Second)
 			if _, err := c.FetchAdd(ctx, r, 0, 1); !errors.Is(err, fabric.ErrConnReset) {

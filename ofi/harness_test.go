@@ -235,3 +235,20 @@ func testPipe(t testing.TB) (r, w int) {
 	})
 	return p[0], p[1]
 }
+
+// sendRecv passes an 8-byte message from one side to the other: to posts a receive into toBuf,
+// from sends from fromBuf, and to waits for the receive.
+func sendRecv(t testing.TB, ctx context.Context, from, to *side, fromBuf, toBuf *MR) {
+	t.Helper()
+	r := Op{Kind: OpRecv, Buf: toBuf.Bytes()[:64], MR: toBuf, Peer: AddrUnspec}
+	tk, err := to.ep.Post(ctx, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := from.ep.Send(ctx, fromBuf.Bytes()[:8], fromBuf, from.peer); err != nil {
+		t.Fatal(err)
+	}
+	if err := to.ep.Wait(ctx, &r, tk); err != nil || r.Len != 8 {
+		t.Fatalf("receive: %d bytes, %v", r.Len, err)
+	}
+}

@@ -14,19 +14,7 @@ func TestPollSkipsQuietDomain(t *testing.T) {
 	ctx := testCtx(t)
 	a, b := rdmPair(t, "tcp;ofi_rxm", CapMsg)
 	abuf, bbuf := a.reg(t, 64, AccessLocal), b.reg(t, 64, AccessLocal)
-	exchange := func() {
-		r := Op{Kind: OpRecv, Buf: abuf.Bytes(), MR: abuf, Peer: AddrUnspec}
-		tk, err := a.ep.Post(ctx, &r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.ep.Send(ctx, bbuf.Bytes()[:8], bbuf, b.peer); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.ep.Wait(ctx, &r, tk); err != nil || r.Len != 8 {
-			t.Fatalf("receive: %d bytes, %v", r.Len, err)
-		}
-	}
+	exchange := func() { sendRecv(t, ctx, b, a, bbuf, abuf) }
 	exchange()
 	// drain with try, q.mu held as poll holds it: returns at once.
 	a.cq.mu.Lock()

@@ -27,18 +27,8 @@ func TestSignalOnlyToParked(t *testing.T) {
 		a, b := rdmPairCQ(t, "tcp;ofi_rxm", CapMsg, CQAttr{Spin: time.Second})
 		abuf := a.reg(t, 4096, AccessLocal)
 		bbuf := b.reg(t, 4096, AccessLocal)
-		for i := range 20 {
-			r := Op{Kind: OpRecv, Buf: bbuf.Bytes()[:64], MR: bbuf, Peer: AddrUnspec}
-			tk, err := b.ep.Post(ctx, &r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := a.ep.Send(ctx, abuf.Bytes()[:8], abuf, a.peer); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.ep.Wait(ctx, &r, tk); err != nil || r.Len != 8 {
-				t.Fatalf("receive %d: %d bytes, %v", i, r.Len, err)
-			}
+		for range 20 {
+			sendRecv(t, ctx, a, b, abuf, bbuf)
 			unsignalled(t, a.cq)
 		}
 	})

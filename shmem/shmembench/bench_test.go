@@ -53,13 +53,7 @@ func serveHelper(members []string, self int, name string, portion int) *exec.Cmd
 // TestServedCluster runs Go and C cases against a member 0 served by another process and checks
 // the targeted words hold exactly the operations both made.
 func TestServedCluster(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := NewServedCluster(ctx, "ofi+tcp", 3, 4096, serveHelper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := testCluster(t, 2*time.Minute, 3, serveHelper)
 	c.Warmup = -1 // every operation below is counted
 	if c.Segs[0] != nil || c.Segs[1] == nil || c.Segs[2] == nil {
 		t.Fatalf("members in this process: %v", c.Segs)
@@ -110,13 +104,7 @@ func TestServedCluster(t *testing.T) {
 // (every operation of each lands on the target, warm-ups included) and reports medians and
 // each round's ratios.
 func TestRunRounds(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := NewCluster(ctx, "ofi+tcp", 2, 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := testCluster(t, 2*time.Minute, 2, nil)
 	const ops, rounds = 100, 3
 	cs := Case{Op: shmem.OpAdd, Depth: 4}
 	r, err := c.runRounds(ctx, cs, ops, rounds)
@@ -151,13 +139,7 @@ func TestRunRounds(t *testing.T) {
 // TestWarmup checks that every kind of run makes operations before its clock starts, for about
 // Cluster.Warmup, and that they land on the target like the counted ones.
 func TestWarmup(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := NewCluster(ctx, "ofi+tcp", 2, 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := testCluster(t, 2*time.Minute, 2, nil)
 	c.Warmup = 20 * time.Millisecond
 	const ops = 50
 	cs := Case{Op: shmem.OpAdd, Depth: 2}
@@ -202,13 +184,7 @@ func load(t *testing.T, c *Cluster, off uint64) uint64 {
 // It runs with both setups, and checks that each got what it asks for: fabric's (a wait fd,
 // tagged entries, a thread-safe domain) and the lean one (none of these).
 func TestCRefWarmUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := NewCluster(ctx, "ofi+tcp", 2, 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := testCluster(t, time.Minute, 2, nil)
 	const off, start, ops = 256, 1000, 50 // untyped: want below is an int
 	if _, err := c.Segs[1].Store(ctx, 0, off, start); err != nil {
 		t.Fatal(err)
@@ -234,4 +210,18 @@ func TestCRefWarmUp(t *testing.T) {
 			t.Errorf("%s setup got %+v", setup, got)
 		}
 	}
+}
+
+// testCluster joins n members on ofi+tcp for a test, member 0 started by serve if not nil, and
+// returns a context that ends after limit. Both end with the test.
+func testCluster(t *testing.T, limit time.Duration, n int, serve ServeFunc) (context.Context, *Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	c, err := NewServedCluster(ctx, "ofi+tcp", n, 4096, serve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return ctx, c
 }
